@@ -1,0 +1,110 @@
+import { z } from "zod";
+import type { Bindings } from "./env";
+import { PREFIX_PATTERN } from "./keys/key-format";
+import { REQUIRED_SCOPE_PATTERN } from "./keys/scopes";
+
+const DAY = 86_400;
+
+/** One entry of `ROUTE_RULES` (CONTRACT §3). */
+export const RouteRuleSchema = z.strictObject({
+  method: z
+    .string()
+    .regex(/^[A-Za-z]+$/)
+    .transform((m) => m.toUpperCase())
+    .optional(),
+  path: z.string().startsWith("/").max(1024),
+  scopes: z.array(z.string().regex(REQUIRED_SCOPE_PATTERN)).max(32).optional(),
+  public: z.boolean().optional(),
+  strict: z.boolean().optional(),
+});
+export type RouteRule = z.output<typeof RouteRuleSchema>;
+
+const seconds = (fallback: number, min: number) =>
+  z.preprocess(
+    (v) => (v === undefined || v === "" ? fallback : typeof v === "string" ? Number(v) : v),
+    z
+      .number()
+      .int()
+      .min(min)
+      .max(10 * 365 * DAY),
+  );
+
+const VarsSchema = z.object({
+  ORIGIN_URL: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z.url({ protocol: /^https?$/ }).optional(),
+  ),
+  KEY_PREFIX: z.preprocess(
+    (v) => (v === undefined || v === "" ? "kg" : v),
+    z.string().regex(PREFIX_PATTERN),
+  ),
+  DEFAULT_GRACE_SECONDS: seconds(7 * DAY, 0),
+  MAX_GRACE_SECONDS: seconds(90 * DAY, 0),
+  CACHE_TTL_SECONDS: seconds(10, 0),
+  ROUTE_RULES: z.preprocess(
+    (v) => (v === undefined || v === "" ? [] : typeof v === "string" ? JSON.parse(v) : v),
+    z.array(RouteRuleSchema).max(256),
+  ),
+  ADMIN_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
+});
+
+/** Typed, defaulted view of the Worker's vars and secrets, parsed once per isolate. */
+export interface Config {
+  originUrl: string | null;
+  keyPrefix: string;
+  defaultGraceSeconds: number;
+  maxGraceSeconds: number;
+  cacheTtlMs: number;
+  routeRules: RouteRule[];
+  adminToken: string | null;
+}
+
+/** Thrown when the vars cannot be parsed; every request then fails closed with 503. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid Keygate configuration: ${problems.join("; ")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+const parsed = new WeakMap<object, Config | ConfigError>();
+
+function parse(env: Bindings): Config | ConfigError {
+  let result;
+  try {
+    result = VarsSchema.safeParse(env);
+  } catch (error) {
+    return new ConfigError([`ROUTE_RULES is not JSON: ${(error as Error).message}`]);
+  }
+  if (!result.success) {
+    return new ConfigError(
+      result.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`),
+    );
+  }
+  const vars = result.data;
+  if (vars.DEFAULT_GRACE_SECONDS > vars.MAX_GRACE_SECONDS) {
+    return new ConfigError(["DEFAULT_GRACE_SECONDS exceeds MAX_GRACE_SECONDS"]);
+  }
+  return {
+    originUrl: vars.ORIGIN_URL ?? null,
+    keyPrefix: vars.KEY_PREFIX,
+    defaultGraceSeconds: vars.DEFAULT_GRACE_SECONDS,
+    maxGraceSeconds: vars.MAX_GRACE_SECONDS,
+    cacheTtlMs: vars.CACHE_TTL_SECONDS * 1000,
+    routeRules: vars.ROUTE_RULES,
+    adminToken: vars.ADMIN_TOKEN ?? null,
+  };
+}
+
+/** The parsed configuration for `env`; throws `ConfigError` when it is invalid. */
+export function configFor(env: Bindings): Config {
+  let config = parsed.get(env);
+  if (config === undefined) {
+    config = parse(env);
+    parsed.set(env, config);
+  }
+  if (config instanceof ConfigError) throw config;
+  return config;
+}

@@ -1,0 +1,98 @@
+import type { AuditContext, AuditEvent } from "../store/audit";
+import { insertAudit, newAuditEvent } from "../store/audit";
+import { upsertKey, upsertRotation, upsertVersion } from "../store/keys";
+import { projectVersion, writeProjection } from "../store/kv-index";
+import type { KeyState, Rotation } from "./key-state";
+import type { DomainEvent } from "./rotation-machine";
+
+/**
+ * Turning a transition into storage writes: the D1 statements (rows that changed plus one
+ * audit row per event, for one `batch()`), and the KV projection of the versions it touched.
+ */
+
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export function auditEventsFor(
+  state: KeyState,
+  events: DomainEvent[],
+  audit: AuditContext,
+  now: number,
+): AuditEvent[] {
+  return events.map((event) => {
+    const rotationId = event.details.rotationId;
+    return newAuditEvent(
+      audit,
+      now,
+      event.action,
+      {
+        consumerId: state.key.consumerId,
+        keyId: state.key.id,
+        target: typeof rotationId === "string" ? `rotation:${rotationId}` : `key:${state.key.id}`,
+      },
+      event.details,
+    );
+  });
+}
+
+/** D1 statements that take `before` to `after`, with the audit rows, for one batch. */
+export function statementsFor(
+  db: D1Database,
+  before: KeyState | null,
+  after: KeyState,
+  rotations: Rotation[],
+  events: AuditEvent[],
+): D1PreparedStatement[] {
+  const statements: D1PreparedStatement[] = [];
+  if (!before || !same(before.key, after.key)) statements.push(upsertKey(db, after.key));
+  for (const version of after.versions) {
+    const previous = before?.versions.find((v) => v.version === version.version);
+    if (!previous || !same(previous, version)) {
+      statements.push(upsertVersion(db, after.key.id, version));
+    }
+  }
+  // a rotation that is closed must be written before one that opens (one open per key)
+  const ordered = [...rotations].sort(
+    (a, b) => Number(a.state === "in_progress") - Number(b.state === "in_progress"),
+  );
+  for (const rotation of ordered) statements.push(upsertRotation(db, rotation));
+  for (const event of events) statements.push(insertAudit(db, event));
+  return statements;
+}
+
+/** The versions whose KV record may differ between `before` and `after`. */
+export function touchedVersions(
+  before: KeyState | null,
+  after: KeyState,
+  rotations: Rotation[],
+): number[] {
+  const touched = new Set<number>();
+  const keyChanged = !before || before.key.status !== after.key.status;
+  for (const version of after.versions) {
+    const previous = before?.versions.find((v) => v.version === version.version);
+    if (keyChanged || !previous || !same(previous, version)) touched.add(version.version);
+  }
+  for (const rotation of rotations) {
+    touched.add(rotation.fromVersion);
+    touched.add(rotation.toVersion);
+  }
+  return [...touched];
+}
+
+/** Writes the KV projection of the given versions (all of them when `versions` is omitted). */
+export async function projectKey(
+  kv: KVNamespace,
+  state: KeyState,
+  now: number,
+  versions?: number[],
+): Promise<void> {
+  const wanted = versions ? new Set(versions) : null;
+  await Promise.all(
+    state.versions
+      .filter((v) => wanted === null || wanted.has(v.version))
+      .map((v) =>
+        writeProjection(kv, v.secretHash, projectVersion(state.key, v, state.rotation, now)),
+      ),
+  );
+}

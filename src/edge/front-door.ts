@@ -1,0 +1,68 @@
+import type { Context } from "hono";
+import type { AppEnv } from "../env";
+import { KeygateError } from "../errors";
+import { missingScope } from "../keys/scopes";
+import { extractCredential, hasCredentialInUrl } from "./credentials";
+import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
+import { matchRule } from "./route-rules";
+import { countUse } from "./usage-buffer";
+import { verifySecret } from "./verify";
+
+const ERROR_FOR_VERDICT = { invalid_key: "invalid_key", key_expired: "key_expired" } as const;
+
+/**
+ * The front door: every path outside `/_keygate/` and `/.well-known/`. Refuses credentials in
+ * the URL, applies `ROUTE_RULES`, verifies the key, checks scopes, and proxies to the origin
+ * with the identity headers (or answers from the echo origin).
+ */
+export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
+  const config = c.get("config");
+  const request = c.req.raw;
+  const url = new URL(request.url);
+  if (hasCredentialInUrl(url)) {
+    throw new KeygateError("credential_in_url", {
+      detail:
+        "Credentials are never accepted in the query string; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.",
+    });
+  }
+  const rule = matchRule(config.routeRules, request.method, url.pathname);
+  let identity: Identity | null = null;
+  let extraHeaders: Record<string, string> = {};
+  if (!rule?.public) {
+    const credential = extractCredential(request.headers);
+    if (credential.kind === "none") throw new KeygateError("missing_credentials");
+    if (credential.kind === "refused") throw new KeygateError(credential.code);
+    const verdict = await verifySecret(c.env, config, credential.value, {
+      strict: rule?.strict === true,
+    });
+    if (!verdict.ok) throw new KeygateError(ERROR_FOR_VERDICT[verdict.code]);
+    const needed = missingScope(verdict.record.scopes, rule?.scopes ?? []);
+    if (needed !== null) {
+      throw new KeygateError("insufficient_scope", {
+        detail: `This route needs the scope ${needed}.`,
+        headers: {
+          "WWW-Authenticate": `Bearer realm="keygate", error="insufficient_scope", scope="${needed}"`,
+        },
+      });
+    }
+    identity = { record: verdict.record };
+    countUse(c.env, c.executionCtx, verdict.record, Date.now());
+    if (verdict.deprecation) extraHeaders = deprecationHeaders(verdict.deprecation);
+  }
+  const requestId = c.get("requestId");
+  let response: Response;
+  if (config.originUrl === null) {
+    response = echoOrigin(request, identity);
+  } else {
+    try {
+      response = await fetch(upstreamRequest(request, config.originUrl, identity, requestId));
+    } catch (error) {
+      console.error(JSON.stringify({ event: "origin_failed", requestId, error: String(error) }));
+      throw new KeygateError("origin_unavailable");
+    }
+  }
+  const out = new Response(response.body, response);
+  for (const [name, value] of Object.entries(extraHeaders)) out.headers.set(name, value);
+  out.headers.set("X-Request-Id", requestId);
+  return out;
+}

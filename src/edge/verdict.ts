@@ -1,0 +1,31 @@
+import { constantTimeEqual } from "../keys/hash";
+import type { SecretRecord } from "../store/kv-index";
+
+/** What the front door concludes about a presented secret. Pure. */
+export type Verdict =
+  | {
+      ok: true;
+      record: SecretRecord;
+      /** set while the version is in grace: the client must switch */
+      deprecation: { rotatedAt: number | null; graceUntil: number | null } | null;
+    }
+  | { ok: false; code: "invalid_key" | "key_expired" };
+
+/** Judges a record read for `hash` at `now`: expiry and grace are checked by timestamp. */
+export function judge(record: SecretRecord | null, hash: string, now: number): Verdict {
+  if (record === null || !constantTimeEqual(record.hash, hash))
+    return { ok: false, code: "invalid_key" };
+  if (record.status === "expired") return { ok: false, code: "key_expired" };
+  if (record.expiresAt !== null && record.expiresAt <= now)
+    return { ok: false, code: "key_expired" };
+  if (record.status === "grace") {
+    if (record.graceUntil !== null && record.graceUntil <= now)
+      return { ok: false, code: "key_expired" };
+    return {
+      ok: true,
+      record,
+      deprecation: { rotatedAt: record.rotatedAt, graceUntil: record.graceUntil },
+    };
+  }
+  return { ok: true, record, deprecation: null };
+}

@@ -1,0 +1,62 @@
+import type { Config } from "../config";
+import type { Bindings } from "../env";
+import { KeygateError } from "../errors";
+import { parseSecret } from "../keys/key-format";
+import { hashSecret } from "../keys/hash";
+import { readSecretRecord, type SecretRecord } from "../store/kv-index";
+import { cacheRecord, cachedRecord } from "./record-cache";
+import { coordinatorOf } from "../coordinator/client";
+import { judge, type Verdict } from "./verdict";
+
+export interface VerifyOptions {
+  /** ask the consumer's coordinator instead of trusting KV and the isolate cache */
+  strict?: boolean;
+  now?: number;
+}
+
+/**
+ * Verifies a presented secret: shape and checksum first (no I/O), then the isolate cache,
+ * then one KV read; with `strict`, the consumer's coordinator has the last word. A storage
+ * failure throws `unavailable`: never let a request through on a failed read.
+ */
+export async function verifySecret(
+  env: Bindings,
+  config: Config,
+  presented: string,
+  options: VerifyOptions = {},
+): Promise<Verdict> {
+  const parsed = parseSecret(presented, config.keyPrefix);
+  if (parsed === null) return { ok: false, code: "invalid_key" };
+  const now = options.now ?? Date.now();
+  const hash = await hashSecret(parsed.secret);
+  let record: SecretRecord | null | undefined = cachedRecord(hash, now, config.cacheTtlMs);
+  if (record === undefined) {
+    try {
+      record = await readSecretRecord(env.KEYS, hash);
+    } catch (error) {
+      console.error(
+        JSON.stringify({ event: "kv_read_failed", keyId: parsed.keyId, error: String(error) }),
+      );
+      throw new KeygateError("unavailable", { detail: "The key index is unavailable; try again." });
+    }
+    if (record !== null && record.keyId !== parsed.keyId) record = null;
+    cacheRecord(hash, parsed.keyId, record, now, config.cacheTtlMs);
+  }
+  if (options.strict && record !== null) {
+    try {
+      record = await coordinatorOf(env, record.consumerId).checkSecret(
+        record.consumerId,
+        parsed.keyId,
+        hash,
+      );
+    } catch (error) {
+      console.error(
+        JSON.stringify({ event: "coordinator_failed", keyId: parsed.keyId, error: String(error) }),
+      );
+      throw new KeygateError("unavailable", {
+        detail: "The key coordinator is unavailable; try again.",
+      });
+    }
+  }
+  return judge(record, hash, now);
+}

@@ -1,0 +1,29 @@
+import type { KeyCoordinator } from "./coordinator/key-coordinator";
+import type { Config } from "./config";
+import type { Principal } from "./routes/auth";
+
+/** Bindings, vars and secrets, by the names operators write in `wrangler.toml` (CONTRACT §1). */
+export interface Bindings {
+  KEYS: KVNamespace;
+  DB: D1Database;
+  COORDINATOR: DurableObjectNamespace<KeyCoordinator>;
+  ORIGIN_URL?: string;
+  KEY_PREFIX?: string;
+  DEFAULT_GRACE_SECONDS?: string | number;
+  MAX_GRACE_SECONDS?: string | number;
+  ROUTE_RULES?: string | unknown[];
+  CACHE_TTL_SECONDS?: string | number;
+  ADMIN_TOKEN?: string;
+}
+
+export interface Variables {
+  requestId: string;
+  config: Config;
+  principal: Principal;
+}
+
+/** The one Hono environment type of the Worker. */
+export interface AppEnv {
+  Bindings: Bindings;
+  Variables: Variables;
+}

@@ -1,0 +1,106 @@
+import type { Context } from "hono";
+
+/** The closed list of problem codes Keygate answers with (CONTRACT §4). */
+export const ERROR_STATUS = {
+  missing_credentials: 401,
+  invalid_key: 401,
+  key_expired: 401,
+  insufficient_scope: 403,
+  rate_limited: 429,
+  quota_exceeded: 429,
+  credential_in_url: 400,
+  ambiguous_credentials: 400,
+  validation_failed: 400,
+  not_found: 404,
+  method_not_allowed: 405,
+  rotation_in_progress: 409,
+  conflict: 409,
+  payload_too_large: 413,
+  origin_unavailable: 502,
+  unavailable: 503,
+  internal_error: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+const TITLES: Record<ErrorCode, string> = {
+  missing_credentials: "Missing credentials",
+  invalid_key: "Invalid API key",
+  key_expired: "API key expired",
+  insufficient_scope: "Insufficient scope",
+  rate_limited: "Rate limit exceeded",
+  quota_exceeded: "Monthly quota exceeded",
+  credential_in_url: "Credential in URL",
+  ambiguous_credentials: "Ambiguous credentials",
+  validation_failed: "Validation failed",
+  not_found: "Not found",
+  method_not_allowed: "Method not allowed",
+  rotation_in_progress: "Rotation in progress",
+  conflict: "Conflict",
+  payload_too_large: "Payload too large",
+  origin_unavailable: "Origin unavailable",
+  unavailable: "Service unavailable",
+  internal_error: "Internal error",
+};
+
+/** Details every client sees for codes whose bodies must not vary (no oracle for attackers). */
+const FIXED_DETAIL: Partial<Record<ErrorCode, string>> = {
+  invalid_key: "The API key is not valid.",
+  missing_credentials:
+    "Send the API key in the Authorization header (Bearer) or in the X-API-Key header.",
+};
+
+export interface ProblemOptions {
+  detail?: string;
+  headers?: Record<string, string>;
+  /** extra members of the problem document, such as `errors` for validation failures */
+  extensions?: Record<string, unknown>;
+}
+
+/** A failure that the error handler renders as problem+json. */
+export class KeygateError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly options: ProblemOptions;
+  constructor(code: ErrorCode, options: ProblemOptions = {}) {
+    super(options.detail ?? FIXED_DETAIL[code] ?? TITLES[code]);
+    this.name = "KeygateError";
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.options = options;
+  }
+}
+
+/** Renders an RFC 9457 problem document with the request id and `Cache-Control: no-store`. */
+export function problemResponse(
+  code: ErrorCode,
+  requestId: string,
+  options: ProblemOptions = {},
+): Response {
+  const status = ERROR_STATUS[code];
+  const body = {
+    type: `https://keygate.dev/problems/${code.replaceAll("_", "-")}`,
+    title: TITLES[code],
+    status,
+    detail: FIXED_DETAIL[code] ?? options.detail ?? TITLES[code],
+    code,
+    requestId,
+    ...options.extensions,
+  };
+  const headers = new Headers({
+    "Content-Type": "application/problem+json",
+    "Cache-Control": "no-store",
+    "X-Request-Id": requestId,
+  });
+  if (status === 401) {
+    headers.set("WWW-Authenticate", 'Bearer realm="keygate", error="invalid_token"');
+  }
+  for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
+  return new Response(JSON.stringify(body), { status, headers });
+}
+
+/** The problem response for a `KeygateError` inside a Hono handler. */
+export function problem(c: Context, error: KeygateError): Response {
+  const requestId = (c.get("requestId") as string | undefined) ?? "unknown";
+  return problemResponse(error.code, requestId, error.options);
+}

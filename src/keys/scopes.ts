@@ -1,0 +1,26 @@
+/**
+ * Scopes are `resource:action` strings (`prices:read`). On the granted side `resource:*`
+ * grants every action of a resource and `*` grants everything; a required scope is always
+ * concrete.
+ */
+export const SCOPE_PATTERN = /^(\*|[a-z0-9][a-z0-9_.-]{0,63}:(\*|[a-z0-9][a-z0-9_.-]{0,63}))$/;
+export const REQUIRED_SCOPE_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}:[a-z0-9][a-z0-9_.-]{0,63}$/;
+
+/** Whether `granted` covers the one scope `required`. */
+export function grantsScope(granted: readonly string[], required: string): boolean {
+  const colon = required.indexOf(":");
+  const resource = colon === -1 ? required : required.slice(0, colon);
+  for (const scope of granted) {
+    if (scope === "*" || scope === required || scope === `${resource}:*`) return true;
+  }
+  return false;
+}
+
+/** The first of `required` that `granted` does not cover, or null when all are covered. */
+export function missingScope(
+  granted: readonly string[],
+  required: readonly string[],
+): string | null {
+  for (const scope of required) if (!grantsScope(granted, scope)) return scope;
+  return null;
+}

@@ -1,0 +1,147 @@
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../env";
+import { KeygateError } from "../errors";
+import { hashSecret } from "../keys/hash";
+import { actorOf } from "./auth";
+
+/**
+ * `Idempotency-Key` on every management POST. The first request with a key runs and its
+ * successful response is kept for 24 hours, with the plaintext secret removed; a replay with
+ * the same method, path and body gets that response and `Idempotent-Replayed: true`, and
+ * creates nothing. The same key with another request, or while the first is still running,
+ * is a 409 `conflict`. A failed request keeps nothing, so it can be retried with the same key.
+ */
+export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+const PENDING_TIMEOUT_MS = 60_000;
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+interface StoredRecord {
+  fingerprint: string;
+  state: "pending" | "done";
+  status: number | null;
+  body: string | null;
+  created_at: number;
+}
+
+function unavailable(error: unknown): KeygateError {
+  console.error(JSON.stringify({ event: "idempotency_store_failed", error: String(error) }));
+  return new KeygateError("unavailable", {
+    detail: "The idempotency store is unavailable; try again.",
+  });
+}
+
+export function idempotency(): MiddlewareHandler<AppEnv> {
+  return async function idempotency(c, next) {
+    const key = c.req.header("idempotency-key");
+    if (c.req.method !== "POST" || key === undefined) return next();
+    if (!KEY_PATTERN.test(key)) {
+      throw new KeygateError("validation_failed", {
+        detail: "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+      });
+    }
+    const db = c.env.DB;
+    const scope = actorOf(c.get("principal"));
+    const body = await c.req.text();
+    const fingerprint = await hashSecret(`${c.req.method} ${c.req.path}\n${body}`);
+    const now = Date.now();
+    let existing: StoredRecord | null;
+    try {
+      existing = await db
+        .prepare(
+          "SELECT fingerprint, state, status, body, created_at FROM idempotency_records WHERE scope = ? AND key = ?",
+        )
+        .bind(scope, key)
+        .first<StoredRecord>();
+      if (existing && existing.created_at < now - IDEMPOTENCY_TTL_MS) {
+        await db
+          .prepare("DELETE FROM idempotency_records WHERE scope = ? AND key = ?")
+          .bind(scope, key)
+          .run();
+        existing = null;
+      }
+    } catch (error) {
+      throw unavailable(error);
+    }
+    if (existing) {
+      if (existing.fingerprint !== fingerprint) {
+        throw new KeygateError("conflict", {
+          detail: "This Idempotency-Key was used with a different request; use a new key.",
+        });
+      }
+      if (existing.state === "done") {
+        return new Response(existing.body, {
+          status: existing.status ?? 200,
+          headers: {
+            "Content-Type": "application/json",
+            "Idempotent-Replayed": "true",
+            "X-Request-Id": c.get("requestId"),
+          },
+        });
+      }
+      if (existing.created_at > now - PENDING_TIMEOUT_MS) {
+        throw new KeygateError("conflict", {
+          detail: "A request with this Idempotency-Key is still in progress; retry shortly.",
+        });
+      }
+    }
+    try {
+      const claimed = await db
+        .prepare(
+          `INSERT INTO idempotency_records (scope, key, fingerprint, state, created_at)
+           VALUES (?, ?, ?, 'pending', ?)
+           ON CONFLICT (scope, key) DO UPDATE SET created_at = excluded.created_at
+             WHERE idempotency_records.state = 'pending' AND idempotency_records.created_at <= ?`,
+        )
+        .bind(scope, key, fingerprint, now, now - PENDING_TIMEOUT_MS)
+        .run();
+      if (claimed.meta.changes !== 1) {
+        throw new KeygateError("conflict", {
+          detail: "A request with this Idempotency-Key is still in progress; retry shortly.",
+        });
+      }
+    } catch (error) {
+      if (error instanceof KeygateError) throw error;
+      throw unavailable(error);
+    }
+    let completed = false;
+    try {
+      await next();
+      const response = c.res;
+      if (response.status >= 200 && response.status < 300) {
+        const replay = await response.clone().text();
+        let stored = replay;
+        try {
+          const parsed = JSON.parse(replay) as Record<string, unknown>;
+          delete parsed.key;
+          stored = JSON.stringify(parsed);
+        } catch {
+          // not JSON: stored as it is
+        }
+        completed = true;
+        // the change is made: a failure to keep the replay must not turn it into an error;
+        // the pending record then blocks the key until it times out
+        await db
+          .prepare(
+            "UPDATE idempotency_records SET state = 'done', status = ?, body = ? WHERE scope = ? AND key = ?",
+          )
+          .bind(response.status, stored, scope, key)
+          .run()
+          .catch((error: unknown) =>
+            console.error(
+              JSON.stringify({ event: "idempotency_save_failed", error: String(error) }),
+            ),
+          );
+      }
+    } finally {
+      if (!completed) {
+        await db
+          .prepare(
+            "DELETE FROM idempotency_records WHERE scope = ? AND key = ? AND state = 'pending'",
+          )
+          .bind(scope, key)
+          .run()
+          .catch(() => undefined);
+      }
+    }
+  };
+}

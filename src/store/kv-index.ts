@@ -1,0 +1,108 @@
+import {
+  versionStatus,
+  type KeyRecord,
+  type KeyVersion,
+  type Rotation,
+} from "../coordinator/key-state";
+
+/**
+ * The edge index in Workers KV: one record per secret, keyed by the secret's SHA-256
+ * (layout in docs/storage.md). Keying by hash, not by key id, is what lets a freshly rotated
+ * secret verify at once everywhere: its KV key has never been read before, so no cached read
+ * of an older record (KV caches reads, negative ones too, for 60 s or more) can hide it.
+ */
+export const SECRET_KEY_PREFIX = "secret:v1:";
+/** How long an expired version keeps answering `key_expired` before it reads as unknown. */
+export const EXPIRED_RETENTION_MS = 30 * 86_400_000;
+
+export interface SecretRecord {
+  /** SHA-256 of the secret, hex: compared again on read, in constant time */
+  hash: string;
+  keyId: string;
+  consumerId: string;
+  version: number;
+  status: "active" | "grace" | "expired";
+  scopes: string[];
+  expiresAt: number | null;
+  graceUntil: number | null;
+  /** start of the rotation that put this version in grace (the `Deprecation` date) */
+  rotatedAt: number | null;
+  /** this is the new version of an open rotation that has not been used yet */
+  awaitingFirstUse: boolean;
+}
+
+export function secretKey(hash: string): string {
+  return SECRET_KEY_PREFIX + hash;
+}
+
+export interface Projection {
+  record: SecretRecord | null;
+  /** absolute expiry for KV, epoch seconds, or null to keep the record */
+  expiration: number | null;
+}
+
+/**
+ * What KV should hold for one version: a record, or nothing (revoked, or expired long ago).
+ * Pure: the same D1 state always projects to the same KV state, so a retry is always safe.
+ */
+export function projectVersion(
+  key: KeyRecord,
+  version: KeyVersion,
+  rotation: Rotation | null,
+  now: number,
+): Projection {
+  const status = versionStatus(version, now);
+  if (status === "revoked" || key.status === "revoked") return { record: null, expiration: null };
+  const endOfLife =
+    status === "expired"
+      ? (version.retiredAt ?? version.graceUntil ?? version.expiresAt ?? now)
+      : status === "grace"
+        ? (version.graceUntil ?? version.expiresAt)
+        : version.expiresAt;
+  let expiration: number | null = null;
+  if (endOfLife !== null) {
+    const keepUntil = endOfLife + EXPIRED_RETENTION_MS;
+    if (keepUntil <= now + 120_000) return { record: null, expiration: null };
+    expiration = Math.ceil(keepUntil / 1000);
+  }
+  const inRotation = rotation !== null && rotation.state === "in_progress";
+  return {
+    record: {
+      hash: version.secretHash,
+      keyId: key.id,
+      consumerId: key.consumerId,
+      version: version.version,
+      status,
+      scopes: version.scopes,
+      expiresAt: version.expiresAt,
+      graceUntil: status === "active" ? null : version.graceUntil,
+      rotatedAt: inRotation && rotation.fromVersion === version.version ? rotation.startedAt : null,
+      awaitingFirstUse:
+        inRotation && rotation.toVersion === version.version && rotation.firstUsedAt === null,
+    },
+    expiration,
+  };
+}
+
+/** Reads the record of a secret hash; null when KV holds none. Throws when KV fails. */
+export async function readSecretRecord(
+  kv: KVNamespace,
+  hash: string,
+): Promise<SecretRecord | null> {
+  return kv.get<SecretRecord>(secretKey(hash), "json");
+}
+
+/** Writes (or removes) the projection of one version. */
+export async function writeProjection(
+  kv: KVNamespace,
+  hash: string,
+  projection: Projection,
+): Promise<void> {
+  if (projection.record === null) {
+    await kv.delete(secretKey(hash));
+    return;
+  }
+  const options: KVNamespacePutOptions = {};
+  if (projection.expiration !== null) options.expiration = projection.expiration;
+  await kv.put(secretKey(hash), JSON.stringify(projection.record), options);
+}

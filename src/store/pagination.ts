@@ -1,0 +1,55 @@
+/**
+ * Cursor pagination over `(created_at, id)`, newest first. The cursor is opaque to clients:
+ * base64url of `[createdAt, id]`.
+ */
+export interface PageRequest {
+  limit: number;
+  cursor?: string | undefined;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface Position {
+  at: number;
+  id: string;
+}
+
+export function encodeCursor(position: Position): string {
+  return btoa(JSON.stringify([position.at, position.id]))
+    .replaceAll("+", "-")
+    .replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
+/** The position a cursor names, or null when it is not one of ours. */
+export function decodeCursor(cursor: string): Position | null {
+  try {
+    const padded = cursor.replaceAll("-", "+").replaceAll("_", "/");
+    const value: unknown = JSON.parse(atob(padded));
+    if (
+      Array.isArray(value) &&
+      value.length === 2 &&
+      Number.isSafeInteger(value[0]) &&
+      typeof value[1] === "string" &&
+      value[1].length <= 64
+    ) {
+      return { at: value[0] as number, id: value[1] };
+    }
+  } catch {
+    // fall through: not a cursor we issued
+  }
+  return null;
+}
+
+/** Cuts a result fetched with `limit + 1` rows into a page. */
+export function toPage<T>(rows: T[], limit: number, positionOf: (row: T) => Position): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return {
+    items,
+    nextCursor: rows.length > limit && last ? encodeCursor(positionOf(last)) : null,
+  };
+}
