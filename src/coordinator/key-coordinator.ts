@@ -28,6 +28,7 @@ import {
   type Transition,
 } from "./rotation-machine";
 import {
+  addToBaseline,
   addUsage,
   baselineOf,
   clearHours,
@@ -579,23 +580,39 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     return projectVersion(state.key, version, state.rotation, Date.now()).record;
   }
 
-  /** Batched usage from the front door; first use of a new version may start its grace. */
-  async recordUsage(consumerId: string, reports: UsageReport[]): Promise<void> {
+  /**
+   * Batched usage from the front door. Requests reported late but made before a rotation began
+   * count toward its baseline, not its traffic; the first use of a new version may start its
+   * grace. Answers the keys whose state changed, so the caller can drop its cached copies.
+   */
+  async recordUsage(consumerId: string, reports: UsageReport[]): Promise<string[]> {
     this.#remember(consumerId);
-    for (const report of reports) addUsage(this.ctx.storage.sql, report);
-    const keyIds = [...new Set(reports.map((r) => r.keyId))];
-    for (const keyId of keyIds) {
+    const sql = this.ctx.storage.sql;
+    const changed: string[] = [];
+    for (const keyId of new Set(reports.map((r) => r.keyId))) {
       const state = await this.#load(keyId);
-      const rotation = state?.rotation;
-      if (!state || !rotation) continue;
-      const first = reports.find((r) => r.keyId === keyId && r.version === rotation.toVersion);
-      if (first && rotation.firstUsedAt === null) {
-        await this.#change(consumerId, keyId, SYSTEM, (s, now) =>
+      const rotation = state?.rotation ?? null;
+      for (const report of reports.filter((r) => r.keyId === keyId)) {
+        addUsage(sql, report);
+        if (
+          rotation &&
+          report.version === rotation.fromVersion &&
+          report.lastAt < rotation.startedAt
+        ) {
+          addToBaseline(sql, rotation.id, report.requests);
+        }
+      }
+      const first =
+        rotation && reports.find((r) => r.keyId === keyId && r.version === rotation.toVersion);
+      if (state && rotation && first && rotation.firstUsedAt === null) {
+        const result = await this.#change(consumerId, keyId, SYSTEM, (s, now) =>
           markUsed(s, first.version, first.firstAt, now),
         );
+        if (result.ok) changed.push(keyId);
       }
     }
     await this.#scheduleAlarm();
+    return changed;
   }
 
   // ---- alarm ---------------------------------------------------------------------------------

@@ -80,6 +80,14 @@ export function saveBaseline(
   );
 }
 
+export function addToBaseline(sql: SqlStorage, rotationId: string, requests: number): void {
+  sql.exec(
+    "UPDATE rotation_baseline SET requests = requests + ? WHERE rotation_id = ?",
+    requests,
+    rotationId,
+  );
+}
+
 export function baselineOf(sql: SqlStorage, rotationId: string): number {
   const row = sql
     .exec<{ requests: number }>(

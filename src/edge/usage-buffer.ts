@@ -2,6 +2,7 @@ import type { Bindings } from "../env";
 import type { UsageReport } from "../coordinator/usage-store";
 import type { SecretRecord } from "../store/kv-index";
 import { coordinatorOf } from "../coordinator/client";
+import { forgetKey } from "./record-cache";
 
 /** What the usage buffer needs of the request context. */
 export interface WaitUntil {
@@ -25,7 +26,8 @@ export async function flushUsage(env: Bindings, consumerId: string): Promise<voi
   pending.delete(consumerId);
   const reports = [...batch.values()];
   try {
-    await coordinatorOf(env, consumerId).recordUsage(consumerId, reports);
+    const changed = await coordinatorOf(env, consumerId).recordUsage(consumerId, reports);
+    for (const keyId of changed) forgetKey(keyId);
   } catch (error) {
     console.error(
       JSON.stringify({ event: "usage_report_failed", consumerId, error: String(error) }),

@@ -3,6 +3,7 @@ import { managementRouter } from "./router";
 import { settle } from "../coordinator/rotation-machine";
 import type { KeyState } from "../coordinator/key-state";
 import { KeygateError } from "../errors";
+import { flushUsage } from "../edge/usage-buffer";
 import { getConsumer } from "../store/consumers";
 import { getKeyState, listKeyStates, listRotationsOfKey } from "../store/keys";
 import { auditOf, change, coordinator, found, ms, read } from "./coordinator-call";
@@ -218,6 +219,8 @@ export const keyRoutes = managementRouter()
       });
     }
     const state = await loadKey(c.env.DB, id);
+    // requests counted here before the rotation must not count as traffic after it
+    await flushUsage(c.env, state.key.consumerId);
     const issued = await change(
       () =>
         coordinator(c, state.key.consumerId).rotateKey(
