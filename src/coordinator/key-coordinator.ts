@@ -35,6 +35,7 @@ import {
   createUsageTables,
   dropProjection,
   dueProjections,
+  isQueued,
   lastUsedByVersion,
   nextProjectionAt,
   pendingHours,
@@ -190,11 +191,15 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     await this.#scheduleAlarm();
   }
 
-  /** Projects to KV; a failure is queued for the alarm instead of failing the change. */
+  /**
+   * Projects to KV; a failure is queued for the alarm instead of failing the change. A key
+   * already queued is projected whole, and leaves the queue only when that succeeds.
+   */
   async #project(state: KeyState, now: number, versions?: number[]): Promise<void> {
+    const queued = isQueued(this.ctx.storage.sql, state.key.id);
     try {
-      await projectKey(this.env.KEYS, state, now, versions);
-      dropProjection(this.ctx.storage.sql, state.key.id);
+      await projectKey(this.env.KEYS, state, now, queued ? undefined : versions);
+      if (queued) dropProjection(this.ctx.storage.sql, state.key.id);
     } catch (error) {
       console.error(
         JSON.stringify({ event: "projection_failed", keyId: state.key.id, error: String(error) }),
@@ -238,6 +243,13 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       const now = Date.now();
       const transition = await decide(before, now);
       if (!transition.ok) return refuse(transition.code, transition.detail);
+      if (
+        transition.events.length === 0 &&
+        transition.rotations.length === 0 &&
+        JSON.stringify(before) === JSON.stringify(transition.state)
+      ) {
+        return ok({ ...transition.state, changed: [] });
+      }
       try {
         await this.#commit(before, transition, audit, now);
       } catch (error) {

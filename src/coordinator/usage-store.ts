@@ -168,6 +168,10 @@ export function nextProjectionAt(sql: SqlStorage): number | null {
   return row?.at ?? null;
 }
 
+export function isQueued(sql: SqlStorage, keyId: string): boolean {
+  return sql.exec("SELECT 1 FROM projection_queue WHERE key_id = ?", keyId).toArray().length > 0;
+}
+
 export function dropProjection(sql: SqlStorage, keyId: string): void {
   sql.exec("DELETE FROM projection_queue WHERE key_id = ?", keyId);
 }

@@ -9,18 +9,14 @@ import type { SecretRecord } from "../store/kv-index";
 export const MAX_ENTRIES = 10_000;
 
 interface Entry {
-  record: SecretRecord | null;
+  record: SecretRecord;
   keyId: string;
   storedAt: number;
 }
 
 const entries = new Map<string, Entry>();
 
-export function cachedRecord(
-  hash: string,
-  now: number,
-  ttlMs: number,
-): SecretRecord | null | undefined {
+export function cachedRecord(hash: string, now: number, ttlMs: number): SecretRecord | undefined {
   const entry = entries.get(hash);
   if (entry === undefined) return undefined;
   if (now - entry.storedAt >= ttlMs) {
@@ -33,7 +29,7 @@ export function cachedRecord(
 export function cacheRecord(
   hash: string,
   keyId: string,
-  record: SecretRecord | null,
+  record: SecretRecord,
   now: number,
   ttlMs: number,
 ): void {
@@ -51,7 +47,7 @@ export function forgetKey(keyId: string): void {
 
 export function forgetConsumer(consumerId: string): void {
   for (const [hash, entry] of entries)
-    if (entry.record?.consumerId === consumerId) entries.delete(hash);
+    if (entry.record.consumerId === consumerId) entries.delete(hash);
 }
 
 export function forgetAll(): void {

@@ -40,7 +40,9 @@ export async function verifySecret(
       throw new KeygateError("unavailable", { detail: "The key index is unavailable; try again." });
     }
     if (record !== null && record.keyId !== parsed.keyId) record = null;
-    cacheRecord(hash, parsed.keyId, record, now, config.cacheTtlMs);
+    // only hits are cached: a miss may be a secret whose projection has not landed yet, and
+    // caching it would hide a freshly issued secret once KV holds it
+    if (record !== null) cacheRecord(hash, parsed.keyId, record, now, config.cacheTtlMs);
   }
   if (options.strict && record !== null) {
     try {
