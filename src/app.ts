@@ -49,9 +49,11 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.onError(onError);
 
   app.use("*", async function requestContext(c, next) {
-    c.set("requestId", newId("req", 16));
+    const requestId = newId("req", 16);
+    c.set("requestId", requestId);
     if (c.req.path !== "/_keygate/health") c.set("config", configFor(c.env));
     await next();
+    if (!c.res.headers.has("X-Request-Id")) c.res.headers.set("X-Request-Id", requestId);
   });
 
   app.get("/_keygate/health", (c) => {
