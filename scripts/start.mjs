@@ -25,7 +25,8 @@ ensureAdminToken();
 const migrate = spawnSync(
   process.execPath,
   [...wrangler, "d1", "migrations", "apply", "DB", "--local"],
-  { stdio: "inherit", env },
+  // stdin closed: wrangler takes its non-interactive default and applies without a prompt
+  { stdio: ["ignore", "inherit", "inherit"], env },
 );
 if (migrate.status !== 0) {
   console.error("keygate: applying the local D1 migrations failed");
