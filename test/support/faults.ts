@@ -50,3 +50,21 @@ export function failingNamespace<T extends DurableObjectNamespace>(
     },
   });
 }
+
+/** Wraps a real binding and counts calls per method name, changing nothing else. */
+export function counting<T extends object>(
+  target: T,
+): { binding: T; calls: Record<string, number> } {
+  const calls: Record<string, number> = {};
+  const binding = new Proxy(target, {
+    get(object, property) {
+      const value: unknown = Reflect.get(object, property, object);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        calls[String(property)] = (calls[String(property)] ?? 0) + 1;
+        return (value as (...a: unknown[]) => unknown).apply(object, args);
+      };
+    },
+  });
+  return { binding, calls };
+}
