@@ -121,16 +121,15 @@ export function settle(state: KeyState, now: number): Transition {
   const rotations: Rotation[] = [];
   const rotation = next.rotation;
   if (rotation) {
+    // the earliest deadline that has passed decides how, and when, the rotation ended
     const old = findVersion(next, rotation.fromVersion);
-    const deadline = idleDeadline(next);
-    if (rotation.graceUntil !== null && rotation.graceUntil <= now) {
-      rotations.push(close(next, "grace_ended", rotation.graceUntil, events));
-    } else if (old && !verifiesAt(old, now)) {
-      // the old version's own expiry came first
-      rotations.push(close(next, "grace_ended", old.expiresAt ?? now, events));
-    } else if (deadline !== null && deadline <= now) {
-      rotations.push(close(next, "idle", now, events));
-    }
+    const candidates: [number, RotationEndReason][] = [];
+    if (rotation.graceUntil !== null) candidates.push([rotation.graceUntil, "grace_ended"]);
+    if (old?.expiresAt != null) candidates.push([old.expiresAt, "grace_ended"]);
+    const idle = idleDeadline(next);
+    if (idle !== null) candidates.push([idle, "idle"]);
+    const due = candidates.filter(([at]) => at <= now).sort((a, b) => a[0] - b[0])[0];
+    if (due) rotations.push(close(next, due[1], due[0], events));
   }
   return { ok: true, state: next, rotations, events };
 }
@@ -251,7 +250,12 @@ export function startRotation(state: KeyState, input: StartRotationInput): Trans
       });
       events.push({
         action: "rotation.completed",
-        details: { rotationId: rotation.id, reason: "emergency" },
+        details: {
+          rotationId: rotation.id,
+          fromVersion: rotation.fromVersion,
+          toVersion: rotation.toVersion,
+          reason: "emergency",
+        },
       });
       return;
     }
@@ -267,7 +271,12 @@ export function startRotation(state: KeyState, input: StartRotationInput): Trans
       });
       events.push({
         action: "rotation.completed",
-        details: { rotationId: rotation.id, reason: "grace_ended" },
+        details: {
+          rotationId: rotation.id,
+          fromVersion: rotation.fromVersion,
+          toVersion: rotation.toVersion,
+          reason: "grace_ended",
+        },
       });
       return;
     }
@@ -286,18 +295,21 @@ export function startRotation(state: KeyState, input: StartRotationInput): Trans
  * the first use: with `graceStartsOnFirstUse` the grace clock starts now.
  */
 export function markUsed(state: KeyState, version: number, at: number, now: number): Transition {
-  return afterSettling(state, now, (next, events, rotations) => {
+  // a use is often reported late (usage is batched): judge it at the time it happened, then
+  // bring the state up to `now`
+  const usedAt = Math.min(at, now);
+  const recorded = afterSettling(state, usedAt, (next, events, rotations) => {
     const used = findVersion(next, version);
     if (!used) return;
-    if (used.lastUsedAt === null || used.lastUsedAt < at) {
-      replaceVersion(next, { ...used, lastUsedAt: at });
+    if (used.lastUsedAt === null || used.lastUsedAt < usedAt) {
+      replaceVersion(next, { ...used, lastUsedAt: usedAt });
     }
     const rotation = next.rotation;
     if (!rotation || rotation.toVersion !== version || rotation.firstUsedAt !== null) return;
-    rotation.firstUsedAt = at;
+    rotation.firstUsedAt = usedAt;
     if (rotation.graceStartsOnFirstUse && rotation.graceUntil === null) {
       const old = findVersion(next, rotation.fromVersion);
-      const graceUntil = minTime(at + rotation.gracePeriodMs, old?.expiresAt ?? null);
+      const graceUntil = minTime(usedAt + rotation.gracePeriodMs, old?.expiresAt ?? null);
       rotation.graceUntil = graceUntil;
       if (old) replaceVersion(next, { ...old, graceUntil });
       events.push({
@@ -307,6 +319,15 @@ export function markUsed(state: KeyState, version: number, at: number, now: numb
     }
     rotations.push({ ...rotation });
   });
+  if (!recorded.ok) return recorded;
+  const settled = settle(recorded.state, now);
+  if (!settled.ok) return settled;
+  return {
+    ok: true,
+    state: settled.state,
+    rotations: dedupe([...recorded.rotations, ...settled.rotations]),
+    events: [...recorded.events, ...settled.events],
+  };
 }
 
 function openRotation(state: KeyState, rotationId: string): TransitionError | null {
@@ -412,6 +433,15 @@ export function revokeKey(state: KeyState, reason: string | null, now: number): 
       };
       next.rotation = null;
       rotations.push(closed);
+      events.push({
+        action: "rotation.completed",
+        details: {
+          rotationId: closed.id,
+          fromVersion: closed.fromVersion,
+          toVersion: closed.toVersion,
+          reason: "revoked",
+        },
+      });
     }
     next.versions = next.versions.map((v) =>
       v.status === "revoked" ? v : { ...v, status: "revoked", retiredAt: v.retiredAt ?? now },

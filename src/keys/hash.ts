@@ -14,11 +14,20 @@ export async function hashSecret(secret: string): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", encoder.encode(secret)));
 }
 
-/** Compares two strings in time that depends only on their lengths. */
+function codeUnits(text: string): Uint16Array {
+  const units = new Uint16Array(text.length);
+  for (let i = 0; i < text.length; i++) units[i] = text.charCodeAt(i);
+  return units;
+}
+
+/**
+ * Compares two strings in time that depends only on their lengths. Compares UTF-16 code
+ * units, not an encoding of them, so two strings are equal here exactly when `===` says so.
+ */
 export function constantTimeEqual(a: string, b: string): boolean {
-  const left = encoder.encode(a);
-  const right = encoder.encode(b);
-  if (left.byteLength !== right.byteLength) {
+  const left = codeUnits(a);
+  const right = codeUnits(b);
+  if (left.length !== right.length) {
     // still spend the comparison so timing does not reveal where the lengths differ
     crypto.subtle.timingSafeEqual(left, left);
     return false;

@@ -13,7 +13,8 @@ export function randomString(alphabet: string, length: number): string {
   if (size < 2 || size > 256) throw new RangeError("alphabet must have 2..256 characters");
   const limit = 256 - (256 % size);
   let out = "";
-  const buffer = new Uint8Array(Math.max(16, length * 2));
+  // getRandomValues takes at most 64 KiB at a time
+  const buffer = new Uint8Array(Math.min(65_536, Math.max(16, length * 2)));
   while (out.length < length) {
     crypto.getRandomValues(buffer);
     for (const byte of buffer) {

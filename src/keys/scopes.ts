@@ -9,9 +9,9 @@ export const REQUIRED_SCOPE_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}:[a-z0-9][a-z0-
 /** Whether `granted` covers the one scope `required`. */
 export function grantsScope(granted: readonly string[], required: string): boolean {
   const colon = required.indexOf(":");
-  const resource = colon === -1 ? required : required.slice(0, colon);
+  const wildcard = colon === -1 ? null : `${required.slice(0, colon)}:*`;
   for (const scope of granted) {
-    if (scope === "*" || scope === required || scope === `${resource}:*`) return true;
+    if (scope === "*" || scope === required || scope === wildcard) return true;
   }
   return false;
 }

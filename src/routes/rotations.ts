@@ -1,7 +1,12 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
 import type { Rotation } from "../coordinator/key-state";
+import type { Context } from "hono";
+import type { CoordinatorApi } from "../coordinator/client";
+import type { Result } from "../coordinator/result";
 import { settle } from "../coordinator/rotation-machine";
+import type { AppEnv } from "../env";
+import type { AuditContext } from "../store/audit";
 import { flushUsage } from "../edge/usage-buffer";
 import { KeygateError } from "../errors";
 import { getKeyState, getRotation } from "../store/keys";
@@ -45,6 +50,19 @@ const complete = action("complete", "Retire the old version now");
 const rollback = action("rollback", "Revoke the new version and restore the old one to active");
 const extend = action("extend", "Move graceUntil later by gracePeriodSeconds", ExtendSchema);
 
+/** Loads the rotation named in the path and runs one coordinator action on it. */
+async function rotationAction(
+  c: Context<AppEnv>,
+  act: (api: CoordinatorApi, rotation: Rotation, audit: AuditContext) => Promise<Result<Rotation>>,
+) {
+  const rotation = await loadRotation(c.env.DB, c.req.param("id") ?? "");
+  const done = await change(
+    () => act(coordinator(c, rotation.consumerId), rotation, auditOf(c)),
+    rotation.keyId,
+  );
+  return c.json(rotationView(done), 200);
+}
+
 /** The rotation as of now: one whose grace has passed shows as completed. */
 async function currentRotation(db: D1Database, rotation: Rotation): Promise<Rotation> {
   if (rotation.state !== "in_progress") return rotation;
@@ -75,32 +93,12 @@ export const rotationRoutes = managementRouter()
     }
     return c.json(rotationView(rotation, usage), 200);
   })
-  .openapi(complete, async (c) => {
-    const rotation = await loadRotation(c.env.DB, c.req.valid("param").id);
-    const done = await change(
-      () =>
-        coordinator(c, rotation.consumerId).completeRotation(
-          rotation.consumerId,
-          rotation.id,
-          auditOf(c),
-        ),
-      rotation.keyId,
-    );
-    return c.json(rotationView(done), 200);
-  })
-  .openapi(rollback, async (c) => {
-    const rotation = await loadRotation(c.env.DB, c.req.valid("param").id);
-    const done = await change(
-      () =>
-        coordinator(c, rotation.consumerId).rollbackRotation(
-          rotation.consumerId,
-          rotation.id,
-          auditOf(c),
-        ),
-      rotation.keyId,
-    );
-    return c.json(rotationView(done), 200);
-  })
+  .openapi(complete, (c) =>
+    rotationAction(c, (api, r, audit) => api.completeRotation(r.consumerId, r.id, audit)),
+  )
+  .openapi(rollback, (c) =>
+    rotationAction(c, (api, r, audit) => api.rollbackRotation(r.consumerId, r.id, audit)),
+  )
   .openapi(extend, async (c) => {
     const rotation = await loadRotation(c.env.DB, c.req.valid("param").id);
     const { gracePeriodSeconds } = c.req.valid("json") as z.infer<typeof ExtendSchema>;

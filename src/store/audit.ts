@@ -1,5 +1,5 @@
 import { newId } from "../keys/random";
-import { decodeCursor, toPage, type Page, type PageRequest } from "./pagination";
+import { selectPage, toPage, type Page, type PageRequest } from "./pagination";
 import { stringOrNull } from "./rows";
 
 export interface AuditEvent {
@@ -83,21 +83,23 @@ export async function listAudit(
   filter: AuditFilter,
   page: PageRequest,
 ): Promise<Page<AuditEvent>> {
-  const where: string[] = [];
-  const values: (string | number)[] = [];
-  const add = (clause: string, ...bound: (string | number)[]) => {
-    where.push(clause);
-    values.push(...bound);
-  };
-  if (filter.consumerId) add("consumer_id = ?", filter.consumerId);
-  if (filter.keyId) add("key_id = ?", filter.keyId);
-  if (filter.action) add("action = ?", filter.action);
-  const after = page.cursor ? decodeCursor(page.cursor) : null;
-  if (after) add("(at, id) < (?, ?)", after.at, after.id);
-  const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
-  const rows = await db
-    .prepare(`SELECT * FROM audit_events ${clause} ORDER BY at DESC, id DESC LIMIT ?`)
-    .bind(...values, page.limit + 1)
-    .all();
-  return toPage(rows.results.map(fromRow), page.limit, (e) => ({ at: e.at, id: e.id }));
+  const where = ["1 = 1"];
+  const values: string[] = [];
+  for (const [column, value] of [
+    ["consumer_id", filter.consumerId],
+    ["key_id", filter.keyId],
+    ["action", filter.action],
+  ] as const) {
+    if (value === undefined || value === "") continue;
+    where.push(`${column} = ?`);
+    values.push(value);
+  }
+  const rows = await selectPage(
+    db,
+    `SELECT * FROM audit_events WHERE ${where.join(" AND ")}`,
+    values,
+    "at",
+    page,
+  );
+  return toPage(rows.map(fromRow), page.limit, (e) => ({ at: e.at, id: e.id }));
 }

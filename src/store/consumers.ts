@@ -1,5 +1,5 @@
 import type { RateLimit } from "../coordinator/key-state";
-import { decodeCursor, toPage, type Page, type PageRequest } from "./pagination";
+import { selectPage, toPage, type Page, type PageRequest } from "./pagination";
 import { jsonOrNull, numberOrNull, stringOrNull, toJson } from "./rows";
 
 export interface Consumer {
@@ -36,23 +36,14 @@ export async function getConsumer(db: D1Database, id: string): Promise<Consumer 
 }
 
 export async function listConsumers(db: D1Database, page: PageRequest): Promise<Page<Consumer>> {
-  const after = page.cursor ? decodeCursor(page.cursor) : null;
-  const rows = after
-    ? await db
-        .prepare(
-          `SELECT * FROM consumers WHERE status = 'active' AND (created_at, id) < (?, ?)
-           ORDER BY created_at DESC, id DESC LIMIT ?`,
-        )
-        .bind(after.at, after.id, page.limit + 1)
-        .all()
-    : await db
-        .prepare(
-          `SELECT * FROM consumers WHERE status = 'active'
-           ORDER BY created_at DESC, id DESC LIMIT ?`,
-        )
-        .bind(page.limit + 1)
-        .all();
-  return toPage(rows.results.map(fromRow), page.limit, (c) => ({ at: c.createdAt, id: c.id }));
+  const rows = await selectPage(
+    db,
+    "SELECT * FROM consumers WHERE status = 'active'",
+    [],
+    "created_at",
+    page,
+  );
+  return toPage(rows.map(fromRow), page.limit, (c) => ({ at: c.createdAt, id: c.id }));
 }
 
 export function upsertConsumer(db: D1Database, consumer: Consumer): D1PreparedStatement {

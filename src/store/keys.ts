@@ -1,5 +1,5 @@
 import type { KeyRecord, KeyState, KeyVersion, Rotation } from "../coordinator/key-state";
-import { decodeCursor, toPage, type Page, type PageRequest } from "./pagination";
+import { selectPage, toPage, type Page, type PageRequest } from "./pagination";
 import { jsonOrNull, numberOrNull, stringOrNull, toJson } from "./rows";
 
 function keyFromRow(row: Record<string, unknown>): KeyRecord {
@@ -84,22 +84,14 @@ export async function listKeyStates(
   consumerId: string,
   page: PageRequest,
 ): Promise<Page<KeyState>> {
-  const after = page.cursor ? decodeCursor(page.cursor) : null;
-  const rows = after
-    ? await db
-        .prepare(
-          `SELECT * FROM keys WHERE consumer_id = ? AND (created_at, id) < (?, ?)
-           ORDER BY created_at DESC, id DESC LIMIT ?`,
-        )
-        .bind(consumerId, after.at, after.id, page.limit + 1)
-        .all()
-    : await db
-        .prepare(
-          `SELECT * FROM keys WHERE consumer_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`,
-        )
-        .bind(consumerId, page.limit + 1)
-        .all();
-  const keys = rows.results.map(keyFromRow);
+  const rows = await selectPage(
+    db,
+    "SELECT * FROM keys WHERE consumer_id = ?",
+    [consumerId],
+    "created_at",
+    page,
+  );
+  const keys = rows.map(keyFromRow);
   const pageOfKeys = toPage(keys, page.limit, (k) => ({ at: k.createdAt, id: k.id }));
   if (pageOfKeys.items.length === 0) return { items: [], nextCursor: null };
   const ids = pageOfKeys.items.map((k) => k.id);
@@ -222,22 +214,14 @@ export async function listRotationsOfKey(
   keyId: string,
   page: PageRequest,
 ): Promise<Page<Rotation>> {
-  const after = page.cursor ? decodeCursor(page.cursor) : null;
-  const rows = after
-    ? await db
-        .prepare(
-          `SELECT * FROM rotations WHERE key_id = ? AND (started_at, id) < (?, ?)
-           ORDER BY started_at DESC, id DESC LIMIT ?`,
-        )
-        .bind(keyId, after.at, after.id, page.limit + 1)
-        .all()
-    : await db
-        .prepare(
-          `SELECT * FROM rotations WHERE key_id = ? ORDER BY started_at DESC, id DESC LIMIT ?`,
-        )
-        .bind(keyId, page.limit + 1)
-        .all();
-  return toPage(rows.results.map(rotationFromRow), page.limit, (r) => ({
+  const rows = await selectPage(
+    db,
+    "SELECT * FROM rotations WHERE key_id = ?",
+    [keyId],
+    "started_at",
+    page,
+  );
+  return toPage(rows.map(rotationFromRow), page.limit, (r) => ({
     at: r.startedAt,
     id: r.id,
   }));

@@ -53,3 +53,25 @@ export function toPage<T>(rows: T[], limit: number, positionOf: (row: T) => Posi
     nextCursor: rows.length > limit && last ? encodeCursor(positionOf(last)) : null,
   };
 }
+
+/**
+ * Runs `select` (a SELECT with a WHERE clause, `WHERE 1 = 1` at least) for one page, newest
+ * first by `(atColumn, id)`, fetching one row more than the page to know whether another
+ * follows.
+ */
+export async function selectPage(
+  db: D1Database,
+  select: string,
+  bound: (string | number)[],
+  atColumn: string,
+  page: PageRequest,
+): Promise<Record<string, unknown>[]> {
+  const after = page.cursor ? decodeCursor(page.cursor) : null;
+  const cursorClause = after ? ` AND (${atColumn}, id) < (?, ?)` : "";
+  const cursorValues = after ? [after.at, after.id] : [];
+  const rows = await db
+    .prepare(`${select}${cursorClause} ORDER BY ${atColumn} DESC, id DESC LIMIT ?`)
+    .bind(...bound, ...cursorValues, page.limit + 1)
+    .all();
+  return rows.results;
+}
