@@ -105,6 +105,16 @@ describe("data plane fails closed", () => {
     expect(fault.refused).toBeGreaterThan(0);
   });
 
+  it("answers 503 for a rate-limited key when the coordinator cannot lease budget", async () => {
+    const { key } = await newKey([], { rateLimit: { limit: 100, periodSeconds: 60 } });
+    const fault = faultSwitch();
+    const res = await fetchWith({ COORDINATOR: failingNamespace(env.COORDINATOR, fault) }, "/x", {
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { code: string }).code).toBe("unavailable");
+  });
+
   it("answers 503 on management reads when D1 fails", async () => {
     const issued = await newKey();
     const fault = faultSwitch();

@@ -1,8 +1,10 @@
 import type { AuditContext, AuditEvent } from "../store/audit";
+import type { Consumer } from "../store/consumers";
 import { insertAudit, newAuditEvent } from "../store/audit";
 import { upsertKey, upsertRotation, upsertVersion } from "../store/keys";
 import { projectVersion, writeProjection } from "../store/kv-index";
 import type { KeyState, Rotation } from "./key-state";
+import type { Limits } from "./limits";
 import type { DomainEvent } from "./rotation-machine";
 
 /**
@@ -84,6 +86,7 @@ export function touchedVersions(
 export async function projectKey(
   kv: KVNamespace,
   state: KeyState,
+  limits: Limits,
   now: number,
   versions?: number[],
 ): Promise<void> {
@@ -92,7 +95,19 @@ export async function projectKey(
     state.versions
       .filter((v) => wanted === null || wanted.has(v.version))
       .map((v) =>
-        writeProjection(kv, v.secretHash, projectVersion(state.key, v, state.rotation, now)),
+        writeProjection(
+          kv,
+          v.secretHash,
+          projectVersion(state.key, v, state.rotation, now, limits),
+        ),
       ),
   );
+}
+
+/** The limits a key's requests are counted against: its own rate limit, else its consumer's. */
+export function limitsOf(state: KeyState, consumer: Consumer | null): Limits {
+  return {
+    rateLimit: state.key.rateLimit ?? consumer?.rateLimit ?? null,
+    monthlyQuota: consumer?.monthlyQuota ?? null,
+  };
 }

@@ -17,6 +17,7 @@ export type CoordinatorApi = Pick<
   | "rotationUsage"
   | "checkSecret"
   | "recordUsage"
+  | "lease"
 >;
 
 /** The stub of the consumer's `KeyCoordinator` (one instance per consumer id). */

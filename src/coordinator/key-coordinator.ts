@@ -13,7 +13,8 @@ import {
   openRotationsOfConsumer,
 } from "../store/keys";
 import { projectVersion, type SecretRecord } from "../store/kv-index";
-import { auditEventsFor, projectKey, statementsFor, touchedVersions } from "./changes";
+import { auditEventsFor, limitsOf, projectKey, statementsFor, touchedVersions } from "./changes";
+import { grant, monthWindow, rateWindow, type Grant, type Limits } from "./limits";
 import type { KeyState, KeyVersion, RateLimit, Rotation } from "./key-state";
 import { ok, refuse, type Result } from "./result";
 import {
@@ -29,6 +30,9 @@ import {
 } from "./rotation-machine";
 import {
   addToBaseline,
+  counterOf,
+  createCounterTable,
+  setCounter,
   addUsage,
   baselineOf,
   clearHours,
@@ -85,6 +89,9 @@ export interface IssuedKey {
   rotation: Rotation | null;
 }
 
+/** A grant of budget, with when the windows it came from end. */
+export type Lease = Grant & { rateResetAt: number | null; quotaResetAt: number | null };
+
 export interface RotationUsage {
   old: VersionUsage;
   new: VersionUsage;
@@ -109,6 +116,16 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     createUsageTables(ctx.storage.sql);
+    createCounterTable(ctx.storage.sql);
+  }
+
+  #consumer: Consumer | null = null;
+
+  /** This instance's consumer (cached: every change to it goes through here). */
+  async #loadConsumer(id: string): Promise<Consumer | null> {
+    if (this.#consumer?.id === id) return this.#consumer;
+    this.#consumer = await getConsumer(this.env.DB, id);
+    return this.#consumer;
   }
 
   /** Runs changes one after another: D1 and KV awaits would otherwise interleave. */
@@ -198,7 +215,14 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   async #project(state: KeyState, now: number, versions?: number[]): Promise<void> {
     const queued = isQueued(this.ctx.storage.sql, state.key.id);
     try {
-      await projectKey(this.env.KEYS, state, now, queued ? undefined : versions);
+      const consumer = await this.#loadConsumer(state.key.consumerId);
+      await projectKey(
+        this.env.KEYS,
+        state,
+        limitsOf(state, consumer),
+        now,
+        queued ? undefined : versions,
+      );
       if (queued) dropProjection(this.ctx.storage.sql, state.key.id);
     } catch (error) {
       console.error(
@@ -283,6 +307,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         { name: input.name },
       );
       await this.#batch([upsertConsumer(this.env.DB, consumer), insertAudit(this.env.DB, event)]);
+      this.#consumer = consumer;
       return consumer;
     });
   }
@@ -303,9 +328,17 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         now,
         "consumer.updated",
         { consumerId: id, keyId: null, target: `consumer:${id}` },
-        { fields: Object.keys(patch) },
+        { fields: Object.keys(patch).filter((f) => patch[f as keyof ConsumerInput] !== undefined) },
       );
       await this.#batch([upsertConsumer(this.env.DB, next), insertAudit(this.env.DB, event)]);
+      this.#consumer = next;
+      if (patch.rateLimit !== undefined || patch.monthlyQuota !== undefined) {
+        // the edge reads limits from each key's KV record
+        for (const keyId of await getConsumerKeyIds(this.env.DB, id)) {
+          const state = await this.#load(keyId);
+          if (state && state.key.status === "active") await this.#project(state, now);
+        }
+      }
       return ok(next);
     });
   }
@@ -354,6 +387,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         insertAudit(this.env.DB, event),
       );
       await this.#batch(statements);
+      this.#consumer = null;
       for (const c of changed) {
         this.#states.set(c.after.key.id, c.after);
         await this.#project(c.after, now, touchedVersions(c.before, c.after, c.rotations));
@@ -589,7 +623,9 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     if (!state || state.key.consumerId !== consumerId) return null;
     const version = state.versions.find((v) => v.secretHash === hash);
     if (!version) return null;
-    return projectVersion(state.key, version, state.rotation, Date.now()).record;
+    const consumer = await this.#loadConsumer(consumerId);
+    return projectVersion(state.key, version, state.rotation, Date.now(), limitsOf(state, consumer))
+      .record;
   }
 
   /**
@@ -625,6 +661,30 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     }
     await this.#scheduleAlarm();
     return changed;
+  }
+
+  /**
+   * Hands out up to `want` requests of budget from the key's rate-limit window and the
+   * consumer's monthly quota. Synchronous storage only, so no other call interleaves: the
+   * sum of all grants in a window never exceeds the limit.
+   */
+  async lease(consumerId: string, keyId: string, limits: Limits, want: number): Promise<Lease> {
+    this.#remember(consumerId);
+    const sql = this.ctx.storage.sql;
+    const now = Date.now();
+    const rate = limits.rateLimit ? rateWindow(now, limits.rateLimit) : null;
+    const month = limits.monthlyQuota !== null ? monthWindow(now) : null;
+    const rateScope = `rate:${keyId}`;
+    const counters = {
+      rateUsed: rate ? counterOf(sql, rateScope, rate.id) : 0,
+      quotaUsed: month ? counterOf(sql, "quota", month.id) : 0,
+    };
+    const result = grant(limits, counters, Math.max(1, Math.min(want, 1000)), now);
+    if (result.granted > 0) {
+      if (rate) setCounter(sql, rateScope, rate.id, counters.rateUsed + result.granted);
+      if (month) setCounter(sql, "quota", month.id, counters.quotaUsed + result.granted);
+    }
+    return { ...result, rateResetAt: rate?.endsAt ?? null, quotaResetAt: month?.endsAt ?? null };
   }
 
   // ---- alarm ---------------------------------------------------------------------------------

@@ -175,3 +175,29 @@ export function isQueued(sql: SqlStorage, keyId: string): boolean {
 export function dropProjection(sql: SqlStorage, keyId: string): void {
   sql.exec("DELETE FROM projection_queue WHERE key_id = ?", keyId);
 }
+
+export function createCounterTable(sql: SqlStorage): void {
+  sql.exec(`CREATE TABLE IF NOT EXISTS counters (
+    scope TEXT PRIMARY KEY, window INTEGER NOT NULL, used INTEGER NOT NULL)`);
+}
+
+/** Requests granted so far in `window` for `scope` (a scope's older windows read as 0). */
+export function counterOf(sql: SqlStorage, scope: string, window: number): number {
+  const row = sql
+    .exec<{ window: number; used: number }>(
+      "SELECT window, used FROM counters WHERE scope = ?",
+      scope,
+    )
+    .toArray()[0];
+  return row && row.window === window ? row.used : 0;
+}
+
+export function setCounter(sql: SqlStorage, scope: string, window: number, used: number): void {
+  sql.exec(
+    `INSERT INTO counters (scope, window, used) VALUES (?, ?, ?)
+     ON CONFLICT (scope) DO UPDATE SET window = excluded.window, used = excluded.used`,
+    scope,
+    window,
+    used,
+  );
+}

@@ -5,8 +5,28 @@ import { missingScope } from "../keys/scopes";
 import { extractCredential, hasCredentialInUrl } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "./route-rules";
-import { countUse } from "./usage-buffer";
+import { countUse, type WaitUntil } from "./usage-buffer";
+import { limiter, type Admission } from "./limiter";
+import type { Bindings } from "../env";
+import type { SecretRecord } from "../store/kv-index";
 import { verifySecret } from "./verify";
+
+/** Admission against the key's limits; a coordinator that cannot be reached fails closed. */
+export async function admitOrFailClosed(
+  env: Bindings,
+  ctx: WaitUntil,
+  record: SecretRecord,
+  now: number,
+): Promise<Admission> {
+  try {
+    return await limiter.admit(env, ctx, record, now);
+  } catch (error) {
+    console.error(
+      JSON.stringify({ event: "lease_failed", keyId: record.keyId, error: String(error) }),
+    );
+    throw new KeygateError("unavailable", { detail: "Rate limiting is unavailable; try again." });
+  }
+}
 
 const ERROR_FOR_VERDICT = { invalid_key: "invalid_key", key_expired: "key_expired" } as const;
 
@@ -34,6 +54,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     if (credential.kind === "refused") throw new KeygateError(credential.code);
     const verdict = await verifySecret(c.env, config, credential.value, {
       strict: rule?.strict === true,
+      clientIp: request.headers.get("cf-connecting-ip"),
     });
     if (!verdict.ok) throw new KeygateError(ERROR_FOR_VERDICT[verdict.code]);
     const needed = missingScope(verdict.record.scopes, rule?.scopes ?? []);
@@ -45,9 +66,21 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
         },
       });
     }
+    const now = Date.now();
+    const admission = await admitOrFailClosed(c.env, c.executionCtx, verdict.record, now);
+    if (!admission.ok) {
+      throw new KeygateError(admission.code, {
+        detail:
+          admission.code === "quota_exceeded"
+            ? "This consumer's monthly quota is used up."
+            : "This key's rate limit is used up; retry after the time in Retry-After.",
+        headers: admission.headers,
+      });
+    }
     identity = { record: verdict.record };
-    countUse(c.env, c.executionCtx, verdict.record, Date.now());
-    if (verdict.deprecation) extraHeaders = deprecationHeaders(verdict.deprecation);
+    countUse(c.env, c.executionCtx, verdict.record, now);
+    extraHeaders = { ...admission.headers };
+    if (verdict.deprecation) Object.assign(extraHeaders, deprecationHeaders(verdict.deprecation));
   }
   const requestId = c.get("requestId");
   let response: Response;

@@ -4,6 +4,7 @@ import { KeygateError } from "../errors";
 import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
 import { readSecretRecord, type SecretRecord } from "../store/kv-index";
+import { blockedUntil, recordFailure } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
 import { judge, type Verdict } from "./verdict";
@@ -12,6 +13,8 @@ export interface VerifyOptions {
   /** ask the consumer's coordinator instead of trusting KV and the isolate cache */
   strict?: boolean;
   now?: number;
+  /** the client's address (`CF-Connecting-IP`): invalid credentials from it are counted */
+  clientIp?: string | null;
 }
 
 /**
@@ -25,12 +28,23 @@ export async function verifySecret(
   presented: string,
   options: VerifyOptions = {},
 ): Promise<Verdict> {
-  const parsed = parseSecret(presented, config.keyPrefix);
-  if (parsed === null) return { ok: false, code: "invalid_key" };
   const now = options.now ?? Date.now();
+  const ip = options.clientIp ?? null;
+  const parsed = parseSecret(presented, config.keyPrefix);
+  if (parsed === null) {
+    if (ip) recordFailure(ip, now);
+    return { ok: false, code: "invalid_key" };
+  }
   const hash = await hashSecret(parsed.secret);
   let record: SecretRecord | null | undefined = cachedRecord(hash, now, config.cacheTtlMs);
   if (record === undefined) {
+    const until = ip ? blockedUntil(ip, now) : null;
+    if (until !== null) {
+      throw new KeygateError("rate_limited", {
+        detail: "Too many invalid credentials from this address; try again later.",
+        headers: { "Retry-After": String(Math.ceil((until - now) / 1000)) },
+      });
+    }
     try {
       record = await readSecretRecord(env.KEYS, hash);
     } catch (error) {
@@ -60,5 +74,7 @@ export async function verifySecret(
       });
     }
   }
-  return judge(record, hash, now);
+  const verdict = judge(record, hash, now);
+  if (!verdict.ok && verdict.code === "invalid_key" && ip) recordFailure(ip, now);
+  return verdict;
 }

@@ -46,7 +46,10 @@ export function managementAuth(): MiddlewareHandler<AppEnv> {
     if (config.adminToken !== null && constantTimeEqual(credential.value, config.adminToken)) {
       principal = { kind: "admin" };
     } else {
-      const verdict = await verifySecret(c.env, config, credential.value, { strict: true });
+      const verdict = await verifySecret(c.env, config, credential.value, {
+        strict: true,
+        clientIp: c.req.header("cf-connecting-ip") ?? null,
+      });
       if (!verdict.ok) throw new KeygateError(verdict.code);
       principal = {
         kind: "key",

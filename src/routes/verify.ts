@@ -3,6 +3,7 @@ import { managementRouter } from "./router";
 import { missingScope } from "../keys/scopes";
 import { verifySecret } from "../edge/verify";
 import { countUse } from "../edge/usage-buffer";
+import { admitOrFailClosed } from "../edge/front-door";
 import { MAX_CREDENTIAL_LENGTH } from "../edge/credentials";
 import { jsonBody, jsonResponse, problemResponses } from "./schemas";
 import { iso } from "./views";
@@ -27,6 +28,10 @@ const VerifyResultSchema = z
     scopes: z.array(z.string()),
     expiresAt: z.string().nullable(),
     graceUntil: z.string().nullable(),
+    ratelimit: z
+      .object({ policy: z.string(), state: z.string() })
+      .optional()
+      .openapi({ description: "RateLimit-Policy and RateLimit as the front door would send them" }),
   })
   .openapi("VerifyResult");
 
@@ -62,8 +67,18 @@ export const verifyRoutes = managementRouter().openapi(verify, async (c) => {
     graceUntil: iso(record.graceUntil),
   };
   const needed = missingScope(record.scopes, input.scopes ?? []);
-  if (needed !== null)
+  if (needed !== null) {
     return c.json({ valid: false, code: "insufficient_scope", ...identity }, 200);
-  countUse(c.env, c.executionCtx, record, Date.now());
-  return c.json({ valid: true, ...identity }, 200);
+  }
+  const now = Date.now();
+  const admission = await admitOrFailClosed(c.env, c.executionCtx, record, now);
+  const ratelimit =
+    admission.headers.RateLimit !== undefined
+      ? { policy: admission.headers["RateLimit-Policy"]!, state: admission.headers.RateLimit }
+      : undefined;
+  const limited = ratelimit ? { ratelimit } : {};
+  if (!admission.ok)
+    return c.json({ valid: false, code: admission.code, ...identity, ...limited }, 200);
+  countUse(c.env, c.executionCtx, record, now);
+  return c.json({ valid: true, ...identity, ...limited }, 200);
 });

@@ -1,7 +1,9 @@
+import type { Limits } from "../coordinator/limits";
 import {
   versionStatus,
   type KeyRecord,
   type KeyVersion,
+  type RateLimit,
   type Rotation,
 } from "../coordinator/key-state";
 
@@ -29,6 +31,10 @@ export interface SecretRecord {
   rotatedAt: number | null;
   /** this is the new version of an open rotation that has not been used yet */
   awaitingFirstUse: boolean;
+  /** the key's rate limit (its own, else its consumer's default); null: unlimited */
+  rateLimit: RateLimit | null;
+  /** the consumer's monthly quota; null: unlimited */
+  monthlyQuota: number | null;
 }
 
 export function secretKey(hash: string): string {
@@ -50,6 +56,7 @@ export function projectVersion(
   version: KeyVersion,
   rotation: Rotation | null,
   now: number,
+  limits: Limits,
 ): Projection {
   const status = versionStatus(version, now);
   if (status === "revoked" || key.status === "revoked") return { record: null, expiration: null };
@@ -79,6 +86,8 @@ export function projectVersion(
       rotatedAt: inRotation && rotation.fromVersion === version.version ? rotation.startedAt : null,
       awaitingFirstUse:
         inRotation && rotation.toVersion === version.version && rotation.firstUsedAt === null,
+      rateLimit: limits.rateLimit,
+      monthlyQuota: limits.monthlyQuota,
     },
     expiration,
   };
