@@ -14,6 +14,7 @@ import { idempotency } from "./routes/idempotency";
 import { keyRoutes } from "./routes/keys";
 import { managementRouter } from "./routes/router";
 import { rotationRoutes } from "./routes/rotations";
+import { usageRoutes } from "./routes/usage";
 import { verifyRoutes } from "./routes/verify";
 import { VERSION } from "./version";
 
@@ -87,6 +88,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   v1.route("/", rotationRoutes);
   v1.route("/", verifyRoutes);
   v1.route("/", auditRoutes);
+  v1.route("/", usageRoutes);
   v1.all("*", () => {
     throw new KeygateError("not_found", { detail: "No such management endpoint." });
   });

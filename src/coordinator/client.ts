@@ -18,6 +18,7 @@ export type CoordinatorApi = Pick<
   | "checkSecret"
   | "recordUsage"
   | "lease"
+  | "pendingUsage"
 >;
 
 /** The stub of the consumer's `KeyCoordinator` (one instance per consumer id). */

@@ -46,6 +46,7 @@ import {
   queueProjection,
   saveBaseline,
   usageOf,
+  type HourlyUsage,
   type UsageReport,
   type VersionUsage,
 } from "./usage-store";
@@ -612,6 +613,12 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       },
       new: { requests: fresh.requests, lastUsedAt: fresh.lastUsedAt },
     };
+  }
+
+  /** Hourly counts of a key not yet rolled up into D1. */
+  async pendingUsage(consumerId: string, keyId: string): Promise<HourlyUsage[]> {
+    this.#remember(consumerId);
+    return pendingHours(this.ctx.storage.sql).filter((h) => h.keyId === keyId);
   }
 
   // ---- the front door's calls ----------------------------------------------------------------

@@ -98,10 +98,16 @@ export function baselineOf(sql: SqlStorage, rotationId: string): number {
   return row?.requests ?? 0;
 }
 
+export interface HourlyUsage {
+  keyId: string;
+  version: number;
+  /** epoch ms of the hour's start */
+  hour: number;
+  requests: number;
+}
+
 /** Hourly buckets not yet in D1; `clearHours` drops them once D1 has them. */
-export function pendingHours(
-  sql: SqlStorage,
-): { keyId: string; version: number; hour: number; requests: number }[] {
+export function pendingHours(sql: SqlStorage): HourlyUsage[] {
   return sql
     .exec<{ key_id: string; version: number; hour: number; requests: number }>(
       "SELECT key_id, version, hour, requests FROM usage_hours",
@@ -110,10 +116,7 @@ export function pendingHours(
     .map((r) => ({ keyId: r.key_id, version: r.version, hour: r.hour, requests: r.requests }));
 }
 
-export function clearHours(
-  sql: SqlStorage,
-  rows: { keyId: string; version: number; hour: number; requests: number }[],
-): void {
+export function clearHours(sql: SqlStorage, rows: HourlyUsage[]): void {
   for (const row of rows) {
     sql.exec(
       `UPDATE usage_hours SET requests = requests - ? WHERE key_id = ? AND version = ? AND hour = ?`,

@@ -31,6 +31,7 @@ export const MANAGEMENT_ROUTES: {
   },
   { method: "POST", path: "/verify", body: { key: "kg_x" }, permission: "verify" },
   { method: "GET", path: "/audit", permission: "read" },
+  { method: "GET", path: "/keys/k/usage", permission: "read" },
 ];
 
 function send(route: (typeof MANAGEMENT_ROUTES)[number], headers: Record<string, string>) {
