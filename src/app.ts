@@ -16,6 +16,9 @@ import { managementRouter } from "./routes/router";
 import { rotationRoutes } from "./routes/rotations";
 import { usageRoutes } from "./routes/usage";
 import { verifyRoutes } from "./routes/verify";
+import { signingKeyRoutes } from "./routes/signing-keys";
+import { tokenRoutes } from "./routes/token";
+import { currentJwks } from "./tokens/jwks-cache";
 import { VERSION } from "./version";
 
 /** Management request bodies larger than this are refused with 413. */
@@ -69,6 +72,9 @@ export function createApp(): OpenAPIHono<AppEnv> {
     return c.json({ status: "ok", version: VERSION });
   });
 
+  // the key itself is the token endpoint's credential: mounted before the management auth
+  app.route("/_keygate/v1", tokenRoutes);
+
   const v1 = managementRouter();
   v1.use(
     "*",
@@ -89,6 +95,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   v1.route("/", verifyRoutes);
   v1.route("/", auditRoutes);
   v1.route("/", usageRoutes);
+  v1.route("/", signingKeyRoutes);
   v1.all("*", () => {
     throw new KeygateError("not_found", { detail: "No such management endpoint." });
   });
@@ -111,6 +118,11 @@ export function createApp(): OpenAPIHono<AppEnv> {
 
   app.all("/_keygate/*", () => {
     throw new KeygateError("not_found", { detail: "No such Keygate endpoint." });
+  });
+  app.get("/.well-known/jwks.json", async (c) => {
+    const jwks = await currentJwks(c.env);
+    c.header("Cache-Control", "public, max-age=60");
+    return c.json(jwks);
   });
   app.all("/.well-known/*", () => {
     throw new KeygateError("not_found", { detail: "No such well-known resource." });

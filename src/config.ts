@@ -46,6 +46,24 @@ const VarsSchema = z.object({
     z.array(RouteRuleSchema).max(256),
   ),
   ADMIN_TOKEN: z.preprocess((v) => (v === "" ? undefined : v), z.string().min(16).optional()),
+  TOKEN_ISSUER: z.preprocess(
+    (v) => (v === undefined || v === "" ? "keygate" : v),
+    z.string().max(256),
+  ),
+  TOKEN_AUDIENCE: z.preprocess(
+    (v) => (v === undefined || v === "" ? "keygate" : v),
+    z.string().max(256),
+  ),
+  TOKEN_TTL_SECONDS: seconds(600, 10),
+  MAX_TOKEN_TTL_SECONDS: seconds(3600, 10),
+  SIGNING_KEY_ROTATION_DAYS: z.preprocess(
+    (v) => (v === undefined || v === "" ? 30 : typeof v === "string" ? Number(v) : v),
+    z.number().int().min(1).max(3650),
+  ),
+  SIGNING_ALG: z.preprocess(
+    (v) => (v === undefined || v === "" ? "ES256" : v),
+    z.enum(["ES256", "EdDSA"]),
+  ),
 });
 
 /** Typed, defaulted view of the Worker's vars and secrets, parsed once per isolate. */
@@ -57,6 +75,14 @@ export interface Config {
   cacheTtlMs: number;
   routeRules: RouteRule[];
   adminToken: string | null;
+  tokens: {
+    issuer: string;
+    audience: string;
+    ttlSeconds: number;
+    maxTtlSeconds: number;
+    rotationDays: number;
+    algorithm: "ES256" | "EdDSA";
+  };
 }
 
 /** Thrown when the vars cannot be parsed; every request then fails closed with 503. */
@@ -87,6 +113,9 @@ function parse(env: Bindings): Config | ConfigError {
   if (vars.DEFAULT_GRACE_SECONDS > vars.MAX_GRACE_SECONDS) {
     return new ConfigError(["DEFAULT_GRACE_SECONDS exceeds MAX_GRACE_SECONDS"]);
   }
+  if (vars.TOKEN_TTL_SECONDS > vars.MAX_TOKEN_TTL_SECONDS) {
+    return new ConfigError(["TOKEN_TTL_SECONDS exceeds MAX_TOKEN_TTL_SECONDS"]);
+  }
   return {
     originUrl: vars.ORIGIN_URL ?? null,
     keyPrefix: vars.KEY_PREFIX,
@@ -95,6 +124,14 @@ function parse(env: Bindings): Config | ConfigError {
     cacheTtlMs: vars.CACHE_TTL_SECONDS * 1000,
     routeRules: vars.ROUTE_RULES,
     adminToken: vars.ADMIN_TOKEN ?? null,
+    tokens: {
+      issuer: vars.TOKEN_ISSUER,
+      audience: vars.TOKEN_AUDIENCE,
+      ttlSeconds: vars.TOKEN_TTL_SECONDS,
+      maxTtlSeconds: vars.MAX_TOKEN_TTL_SECONDS,
+      rotationDays: vars.SIGNING_KEY_ROTATION_DAYS,
+      algorithm: vars.SIGNING_ALG,
+    },
   };
 }
 

@@ -1,4 +1,5 @@
 import type { KeyCoordinator } from "./coordinator/key-coordinator";
+import type { TokenSigner } from "./tokens/token-signer";
 import type { Config } from "./config";
 import type { Principal } from "./routes/auth";
 
@@ -7,6 +8,7 @@ export interface Bindings {
   KEYS: KVNamespace;
   DB: D1Database;
   COORDINATOR: DurableObjectNamespace<KeyCoordinator>;
+  SIGNER: DurableObjectNamespace<TokenSigner>;
   ORIGIN_URL?: string;
   KEY_PREFIX?: string;
   DEFAULT_GRACE_SECONDS?: string | number;
@@ -14,6 +16,12 @@ export interface Bindings {
   ROUTE_RULES?: string | unknown[];
   CACHE_TTL_SECONDS?: string | number;
   ADMIN_TOKEN?: string;
+  TOKEN_ISSUER?: string;
+  TOKEN_AUDIENCE?: string;
+  TOKEN_TTL_SECONDS?: string | number;
+  MAX_TOKEN_TTL_SECONDS?: string | number;
+  SIGNING_KEY_ROTATION_DAYS?: string | number;
+  SIGNING_ALG?: string;
 }
 
 export interface Variables {

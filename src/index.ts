@@ -1,11 +1,24 @@
 import { createApp } from "./app";
 import type { Bindings } from "./env";
+import { signerOf } from "./tokens/token-signer";
 
 export { KeyCoordinator } from "./coordinator/key-coordinator";
+export { TokenSigner } from "./tokens/token-signer";
+export { KeygateService } from "./rpc/keygate-service";
 
 const app = createApp();
 
 /** The Worker: the front door and the management API. */
 export default {
   fetch: app.fetch,
+  /** Cron: rotate signing keys when due and drop retired ones whose tokens have expired. */
+  async scheduled(_controller, env, ctx) {
+    ctx.waitUntil(
+      signerOf(env)
+        .maintain()
+        .then((result) =>
+          console.info(JSON.stringify({ event: "signing_keys_maintained", ...result })),
+        ),
+    );
+  },
 } satisfies ExportedHandler<Bindings>;

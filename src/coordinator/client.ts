@@ -19,6 +19,7 @@ export type CoordinatorApi = Pick<
   | "recordUsage"
   | "lease"
   | "pendingUsage"
+  | "checkVersion"
 >;
 
 /** The stub of the consumer's `KeyCoordinator` (one instance per consumer id). */

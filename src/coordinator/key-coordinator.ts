@@ -17,6 +17,7 @@ import { auditEventsFor, limitsOf, projectKey, statementsFor, touchedVersions } 
 import { grant, monthWindow, rateWindow, type Grant, type Limits } from "./limits";
 import type { KeyState, KeyVersion, RateLimit, Rotation } from "./key-state";
 import { ok, refuse, type Result } from "./result";
+import { SerialQueue } from "./serial-queue";
 import {
   completeRotation,
   extendRotation,
@@ -111,7 +112,7 @@ class StorageError extends Error {}
  * counters the front door reports.
  */
 export class KeyCoordinator extends DurableObject<Bindings> {
-  #queue: Promise<unknown> = Promise.resolve();
+  #queue = new SerialQueue();
   #states = new Map<string, KeyState>();
 
   constructor(ctx: DurableObjectState, env: Bindings) {
@@ -131,9 +132,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
 
   /** Runs changes one after another: D1 and KV awaits would otherwise interleave. */
   #serial<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(work, work);
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#queue.run(work);
   }
 
   #remember(consumerId: string): void {
@@ -622,6 +621,22 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   }
 
   // ---- the front door's calls ----------------------------------------------------------------
+
+  /** The authoritative record for a key version (strict routes, access tokens). */
+  async checkVersion(
+    consumerId: string,
+    keyId: string,
+    version: number,
+  ): Promise<SecretRecord | null> {
+    this.#remember(consumerId);
+    const state = await this.#load(keyId);
+    if (!state || state.key.consumerId !== consumerId) return null;
+    const found = state.versions.find((v) => v.version === version);
+    if (!found) return null;
+    const consumer = await this.#loadConsumer(consumerId);
+    return projectVersion(state.key, found, state.rotation, Date.now(), limitsOf(state, consumer))
+      .record;
+  }
 
   /** The authoritative record for a secret, for `strict` routes (null: not valid). */
   async checkSecret(consumerId: string, keyId: string, hash: string): Promise<SecretRecord | null> {

@@ -9,7 +9,8 @@ import { countUse, type WaitUntil } from "./usage-buffer";
 import { limiter, type Admission } from "./limiter";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
-import { verifySecret } from "./verify";
+import { verifyCredential } from "./verify";
+import { assertionFor } from "../tokens/assertion";
 
 /** Admission against the key's limits; a coordinator that cannot be reached fails closed. */
 export async function admitOrFailClosed(
@@ -52,7 +53,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     const credential = extractCredential(request.headers);
     if (credential.kind === "none") throw new KeygateError("missing_credentials");
     if (credential.kind === "refused") throw new KeygateError(credential.code);
-    const verdict = await verifySecret(c.env, config, credential.value, {
+    const verdict = await verifyCredential(c.env, config, credential.value, {
       strict: rule?.strict === true,
       clientIp: request.headers.get("cf-connecting-ip"),
     });
@@ -87,8 +88,29 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   if (config.originUrl === null) {
     response = echoOrigin(request, identity);
   } else {
+    let assertion: string | null = null;
+    if (identity) {
+      try {
+        assertion = await assertionFor(
+          c.env,
+          config,
+          config.originUrl,
+          identity.record,
+          Date.now(),
+        );
+      } catch (error) {
+        console.error(
+          JSON.stringify({ event: "assertion_failed", requestId, error: String(error) }),
+        );
+        throw new KeygateError("unavailable", {
+          detail: "Identity assertions are unavailable; try again.",
+        });
+      }
+    }
+    const upstream = upstreamRequest(request, config.originUrl, identity, requestId);
+    if (assertion) upstream.headers.set("X-Keygate-Assertion", assertion);
     try {
-      response = await fetch(upstreamRequest(request, config.originUrl, identity, requestId));
+      response = await fetch(upstream);
     } catch (error) {
       console.error(JSON.stringify({ event: "origin_failed", requestId, error: String(error) }));
       throw new KeygateError("origin_unavailable");

@@ -7,7 +7,8 @@ import { readSecretRecord, type SecretRecord } from "../store/kv-index";
 import { blockedUntil, recordFailure } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
-import { judge, type Verdict } from "./verdict";
+import { judge, judgeRecord, type Verdict } from "./verdict";
+import { looksLikeJwt, verifyAccessToken } from "../tokens/access-token";
 
 export interface VerifyOptions {
   /** ask the consumer's coordinator instead of trusting KV and the isolate cache */
@@ -77,4 +78,39 @@ export async function verifySecret(
   const verdict = judge(record, hash, now);
   if (!verdict.ok && verdict.code === "invalid_key" && ip) recordFailure(ip, now);
   return verdict;
+}
+
+/**
+ * Verifies whatever credential was presented: a Keygate access token (JWT, no storage read;
+ * on strict routes the key version behind it is checked with its coordinator, so revoking
+ * the key stops its tokens at once there) or a secret.
+ */
+export async function verifyCredential(
+  env: Bindings,
+  config: Config,
+  presented: string,
+  options: VerifyOptions = {},
+): Promise<Verdict> {
+  if (!looksLikeJwt(presented)) return verifySecret(env, config, presented, options);
+  const verdict = await verifyAccessToken(env, config, presented);
+  if (!verdict.ok || !options.strict) return verdict;
+  const { record } = verdict;
+  let current: SecretRecord | null;
+  try {
+    current = await coordinatorOf(env, record.consumerId).checkVersion(
+      record.consumerId,
+      record.keyId,
+      record.version,
+    );
+  } catch (error) {
+    console.error(
+      JSON.stringify({ event: "coordinator_failed", keyId: record.keyId, error: String(error) }),
+    );
+    throw new KeygateError("unavailable", {
+      detail: "The key coordinator is unavailable; try again.",
+    });
+  }
+  const fresh = judgeRecord(current, options.now ?? Date.now());
+  // the token's own claims (scopes it was narrowed to, its expiry) still apply
+  return fresh.ok ? verdict : fresh;
 }

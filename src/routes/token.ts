@@ -1,0 +1,125 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { extractCredential } from "../edge/credentials";
+import { admitOrFailClosed } from "../edge/front-door";
+import { countUse } from "../edge/usage-buffer";
+import { verifySecret } from "../edge/verify";
+import { KeygateError } from "../errors";
+import { newId } from "../keys/random";
+import { grantsScope, SCOPE_PATTERN } from "../keys/scopes";
+import { ACCESS_TOKEN_TYPE, looksLikeJwt } from "../tokens/access-token";
+import { signerOf } from "../tokens/token-signer";
+import { managementRouter } from "./router";
+import { jsonBody, jsonResponse, problemResponses } from "./schemas";
+
+const TokenRequestSchema = z
+  .strictObject({
+    scope: z.string().max(2048).optional().openapi({
+      description: "space-separated scopes, at most the key's own; default: all of them",
+    }),
+    expiresIn: z.number().int().min(10).optional().openapi({ description: "seconds; capped" }),
+  })
+  .openapi("TokenRequest");
+
+const TokenResponseSchema = z
+  .object({
+    access_token: z.string(),
+    token_type: z.literal("Bearer"),
+    expires_in: z.number().int(),
+    scope: z.string(),
+  })
+  .openapi("TokenResponse");
+
+const token = createRoute({
+  method: "post",
+  path: "/token",
+  tags: ["tokens"],
+  summary: "Exchange a key (Authorization header) for a short-lived access token (JWT)",
+  request: { body: jsonBody(TokenRequestSchema, false) },
+  responses: { 200: jsonResponse(TokenResponseSchema, "The access token"), ...problemResponses },
+});
+
+/**
+ * `POST /_keygate/v1/token`: the key itself is the credential (no management scope needed).
+ * Scopes can be narrowed, never widened; the token never outlives the key version.
+ */
+export const tokenRoutes = managementRouter();
+tokenRoutes.use(
+  "/token",
+  bodyLimit({
+    maxSize: 8 * 1024,
+    onError: () => {
+      throw new KeygateError("payload_too_large");
+    },
+  }),
+);
+tokenRoutes.openapi(token, async (c) => {
+  const config = c.get("config");
+  const credential = extractCredential(c.req.raw.headers);
+  if (credential.kind === "none") throw new KeygateError("missing_credentials");
+  if (credential.kind === "refused") throw new KeygateError(credential.code);
+  if (looksLikeJwt(credential.value)) throw new KeygateError("invalid_key");
+  const verdict = await verifySecret(c.env, config, credential.value, {
+    strict: true,
+    clientIp: c.req.header("cf-connecting-ip") ?? null,
+  });
+  if (!verdict.ok) throw new KeygateError(verdict.code);
+  const { record } = verdict;
+  const input = c.req.valid("json") as z.infer<typeof TokenRequestSchema>;
+  const requested =
+    input.scope === undefined ? record.scopes : input.scope.split(" ").filter(Boolean);
+  for (const scope of requested) {
+    if (!SCOPE_PATTERN.test(scope)) {
+      throw new KeygateError("validation_failed", { detail: `"${scope}" is not a scope.` });
+    }
+    if (!grantsScope(record.scopes, scope)) {
+      throw new KeygateError("insufficient_scope", {
+        detail: `The key does not hold ${scope}; a token can narrow a key's scopes, never widen them.`,
+        headers: {
+          "WWW-Authenticate": `Bearer realm="keygate", error="insufficient_scope", scope="${scope}"`,
+        },
+      });
+    }
+  }
+  const now = Date.now();
+  const ends = [record.expiresAt, record.graceUntil].filter((at): at is number => at !== null);
+  const left = ends.length ? Math.floor((Math.min(...ends) - now) / 1000) : Infinity;
+  const ttl = Math.max(
+    1,
+    Math.min(input.expiresIn ?? config.tokens.ttlSeconds, config.tokens.maxTtlSeconds, left),
+  );
+  const admission = await admitOrFailClosed(c.env, c.executionCtx, record, now);
+  if (!admission.ok) throw new KeygateError(admission.code, { headers: admission.headers });
+  countUse(c.env, c.executionCtx, record, now);
+  let accessToken: string;
+  try {
+    accessToken = await signerOf(c.env).sign({
+      claims: {
+        iss: config.tokens.issuer,
+        aud: config.tokens.audience,
+        sub: record.keyId,
+        cid: record.consumerId,
+        ver: record.version,
+        scope: requested.join(" "),
+        rl: record.rateLimit,
+        mq: record.monthlyQuota,
+        jti: newId("tok"),
+      },
+      typ: ACCESS_TOKEN_TYPE,
+      ttlSeconds: ttl,
+    });
+  } catch (error) {
+    console.error(JSON.stringify({ event: "token_sign_failed", error: String(error) }));
+    throw new KeygateError("unavailable", { detail: "Token signing is unavailable; try again." });
+  }
+  c.header("Cache-Control", "no-store");
+  return c.json(
+    {
+      access_token: accessToken,
+      token_type: "Bearer" as const,
+      expires_in: ttl,
+      scope: requested.join(" "),
+    },
+    200,
+  );
+});

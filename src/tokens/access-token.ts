@@ -1,0 +1,102 @@
+import { decodeProtectedHeader, jwtVerify, type JWTPayload } from "jose";
+import type { Config } from "../config";
+import type { RateLimit } from "../coordinator/key-state";
+import type { Bindings } from "../env";
+import type { SecretRecord } from "../store/kv-index";
+import type { Verdict } from "../edge/verdict";
+import { verificationKey } from "./jwks-cache";
+import { CLOCK_TOLERANCE_SECONDS } from "./token-signer";
+
+/** `typ` of Keygate access tokens (RFC 9068) and of origin assertions. */
+export const ACCESS_TOKEN_TYPE = "at+jwt";
+export const ASSERTION_TYPE = "keygate-assertion+jwt";
+/** Signature algorithms Keygate accepts; anything else (none, HS256, RS256 …) is refused. */
+export const ALLOWED_ALGORITHMS = ["ES256", "EdDSA"];
+/** The longest token read at all; longer ones are refused before parsing. */
+export const MAX_TOKEN_LENGTH = 4096;
+/** Header members that would let a token choose its own key: refused outright. */
+const FORBIDDEN_HEADERS = ["jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit", "enc", "zip"];
+const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** The claims of a Keygate access token. */
+export interface AccessTokenClaims extends JWTPayload {
+  sub: string;
+  /** consumer id */
+  cid: string;
+  /** key version the token was issued from */
+  ver: number;
+  /** space-separated scopes */
+  scope: string;
+  /** rate limit and monthly quota at issue time, so verifying needs no read */
+  rl?: RateLimit | null;
+  mq?: number | null;
+}
+
+/** Whether a credential has the shape of a compact JWS (three base64url parts, `eyJ…`). */
+export function looksLikeJwt(credential: string): boolean {
+  return credential.startsWith("eyJ") && JWS_SHAPE.test(credential);
+}
+
+const INVALID: Verdict = { ok: false, code: "invalid_key" };
+
+/**
+ * Verifies a Keygate access token with no storage read (public keys are cached in the
+ * isolate): size cap, header checks, explicit algorithm allowlist, `typ`, `iss`, `aud`,
+ * `exp`/`nbf` with a small clock tolerance. An expired token is `key_expired`; every other
+ * failure is `invalid_key`.
+ */
+export async function verifyAccessToken(
+  env: Bindings,
+  config: Config,
+  token: string,
+): Promise<Verdict> {
+  if (token.length > MAX_TOKEN_LENGTH || !JWS_SHAPE.test(token)) return INVALID;
+  let header;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    return INVALID;
+  }
+  if (FORBIDDEN_HEADERS.some((name) => name in header)) return INVALID;
+  if (typeof header.alg !== "string" || !ALLOWED_ALGORITHMS.includes(header.alg)) return INVALID;
+  if (typeof header.kid !== "string" || header.typ !== ACCESS_TOKEN_TYPE) return INVALID;
+  const key = await verificationKey(env, header.kid);
+  if (!key || key.alg !== header.alg) return INVALID;
+  let payload: AccessTokenClaims;
+  try {
+    const verified = await jwtVerify<AccessTokenClaims>(token, key.key, {
+      algorithms: [key.alg],
+      issuer: config.tokens.issuer,
+      audience: config.tokens.audience,
+      typ: ACCESS_TOKEN_TYPE,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      requiredClaims: ["sub", "exp", "iat"],
+    });
+    payload = verified.payload;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    return code === "ERR_JWT_EXPIRED" ? { ok: false, code: "key_expired" } : INVALID;
+  }
+  if (
+    typeof payload.cid !== "string" ||
+    typeof payload.ver !== "number" ||
+    typeof payload.scope !== "string"
+  ) {
+    return INVALID;
+  }
+  const record: SecretRecord = {
+    hash: "",
+    keyId: payload.sub,
+    consumerId: payload.cid,
+    version: payload.ver,
+    status: "active",
+    scopes: payload.scope === "" ? [] : payload.scope.split(" "),
+    expiresAt: (payload.exp ?? 0) * 1000,
+    graceUntil: null,
+    rotatedAt: null,
+    awaitingFirstUse: false,
+    rateLimit: payload.rl ?? null,
+    monthlyQuota: payload.mq ?? null,
+  };
+  return { ok: true, record, deprecation: null };
+}
