@@ -147,7 +147,10 @@ export async function startKeygate(options: KeygateOptions = {}): Promise<Keygat
       compatibilityFlags: ["nodejs_compat"],
       kvNamespaces: ["KEYS"],
       d1Databases: ["DB"],
-      durableObjects: { COORDINATOR: { className: "KeyCoordinator", useSQLite: true } },
+      durableObjects: {
+        COORDINATOR: { className: "KeyCoordinator", useSQLite: true },
+        SIGNER: { className: "TokenSigner", useSQLite: true },
+      },
       bindings,
       host: "127.0.0.1",
       port: 0,
