@@ -1,0 +1,66 @@
+import { parseArgs } from "node:util";
+
+/** Command-line flags of `npm run bench`. */
+export interface BenchOptions {
+  json: boolean;
+  /** Seconds of each measured autocannon run. */
+  durationSeconds: number;
+  /** Connections of each saturating run. */
+  connections: number;
+  /** Rounds over every scenario; the report takes each scenario's median. */
+  rounds: number;
+  help: boolean;
+}
+
+/**
+ * Default duration of one run. A round is 8 saturating runs and 2 fixed-rate runs, so the
+ * defaults (3 rounds of 3 s: a true median of three, robust to one disturbed round) plus
+ * warm-up and set-up take about 1 min 45 s.
+ */
+export const DEFAULT_DURATION_SECONDS = 3;
+export const DEFAULT_CONNECTIONS = 10;
+export const DEFAULT_ROUNDS = 3;
+
+export const USAGE = `Usage: npm run bench [-- options]
+
+Load-tests Keygate in miniflare (workerd) with autocannon and prints a table; the numbers are
+information, never a pass/fail (the exit code is 0 unless the benchmark itself fails).
+
+Options:
+  --json              print, as the last line, one JSON object {"ratios", "rps", "latency_ms"}
+  --duration <s>      seconds of each measured run (default ${DEFAULT_DURATION_SECONDS})
+  --connections <n>   concurrent connections of the saturating runs (default ${DEFAULT_CONNECTIONS})
+  --rounds <n>        rounds over all scenarios, order reversed every other round; each
+                      scenario reports its median (default ${DEFAULT_ROUNDS})
+  -h, --help          show this text`;
+
+function positiveInteger(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) {
+    throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+export function parseOptions(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      json: { type: "boolean", default: false },
+      duration: { type: "string" },
+      connections: { type: "string" },
+      rounds: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  return {
+    json: values.json,
+    durationSeconds: positiveInteger("duration", values.duration, DEFAULT_DURATION_SECONDS),
+    connections: positiveInteger("connections", values.connections, DEFAULT_CONNECTIONS),
+    rounds: positiveInteger("rounds", values.rounds, DEFAULT_ROUNDS),
+    help: values.help,
+  };
+}
