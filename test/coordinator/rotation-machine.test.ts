@@ -460,14 +460,11 @@ describe("markUsed", () => {
     expect(findV(result.state, 2).lastUsedAt).toBe(T0 + 2 * HOUR);
   });
 
-  // BUG: markUsed settles at `now` *before* recording the use made at `at`. The coordinator
-  // reports usage in batches, so `at < now` is normal. A use of the old version at 900 ms,
-  // reported at 1100 ms, of a rotation with completeWhenIdleMs 1000 started at 0 whose new
-  // version was already used: settle(…, 1100) sees the old version idle since 0 (deadline
-  // 1000) and closes the rotation as `idle`, then records lastUsedAt 900 on a version that by
-  // its own record was idle for only 200 ms. Fix: settle at `at` first, apply the use, then
-  // settle at `now` (see the final report).
-  it("a late-reported use of the old version keeps an idle rotation open (BUG: closed as idle)", () => {
+  // The coordinator reports usage in batches, so `at < now` is normal. A use of the old
+  // version at 900 ms, reported at 1100 ms, of a rotation with completeWhenIdleMs 1000 whose
+  // new version was already used must count from 900 ms: markUsed settles at `at`, applies
+  // the use, then settles at `now`.
+  it("a late-reported use of the old version keeps an idle rotation open", () => {
     const { state } = rotating(T0, { gracePeriodMs: DAY, completeWhenIdleMs: 1000 });
     const used = ok(markUsed(state, 2, T0 + 10, T0 + 10)).state;
     const result = ok(markUsed(used, 1, T0 + 900, T0 + 1100));
@@ -476,11 +473,9 @@ describe("markUsed", () => {
     expect(idleDeadline(result.state)).toBe(T0 + 1900);
   });
 
-  // BUG (minor): a late-reported first use with graceStartsOnFirstUse starts a window that may
-  // already be over at `now`; markUsed returns it still `in_progress` although its old version
-  // no longer verifies at `now` (every other transition returns a state settled at `now`).
-  // Same fix as above: settle again at `now` after applying the use.
-  it("a late-reported first use whose grace already ended returns a settled state (BUG: left open)", () => {
+  // A late-reported first use with graceStartsOnFirstUse may start a window that is already
+  // over at `now`; like every other transition, markUsed returns a state settled at `now`.
+  it("a late-reported first use whose grace already ended returns a settled state", () => {
     const { state } = rotating(T0, { gracePeriodMs: HOUR, graceStartsOnFirstUse: true });
     const at = T0 + MINUTE;
     const result = ok(markUsed(state, 2, at, at + 2 * HOUR));
