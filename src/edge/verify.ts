@@ -31,7 +31,7 @@ export async function verifySecret(
 ): Promise<Verdict> {
   const now = options.now ?? Date.now();
   const ip = options.clientIp ?? null;
-  const parsed = parseSecret(presented, config.keyPrefix);
+  const parsed = parseSecret(presented);
   if (parsed === null) {
     if (ip) recordFailure(ip, now);
     return { ok: false, code: "invalid_key" };

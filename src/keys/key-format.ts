@@ -67,21 +67,24 @@ export function generateSecret(prefix: string, keyId: string): string {
   return body + checksumOf(body);
 }
 
+/** Any Keygate secret, whatever its prefix; groups: prefix, key id. */
+const ANY_SECRET = /^([a-z][a-z0-9]{0,15})_([0-9a-hjkmnp-tv-z]{16})_[0-9A-Za-z]{38}$/;
+
 /**
  * Parses a presented secret: shape and checksum only, no I/O. Returns null for anything that
- * is not a well-formed secret with this prefix and a matching checksum.
+ * is not a well-formed secret with a matching checksum, or (when `prefix` is given) that
+ * carries another prefix. The front door passes no prefix: changing `KEY_PREFIX` names new
+ * secrets and leaves the ones already issued working (the checksum covers the prefix).
  */
-export function parseSecret(candidate: string, prefix: string): ParsedSecret | null {
-  if (candidate.length !== prefix.length + 1 + KEY_ID_LENGTH + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH)
-    return null;
-  if (!secretPattern(prefix).test(candidate)) return null;
+export function parseSecret(candidate: string, prefix?: string): ParsedSecret | null {
+  if (candidate.length > MAX_SECRET_LENGTH) return null;
+  const match = ANY_SECRET.exec(candidate);
+  if (match === null) return null;
+  const [, found, keyId] = match as unknown as [string, string, string];
+  if (prefix !== undefined && found !== prefix) return null;
   const cut = candidate.length - CHECKSUM_LENGTH;
   if (checksumOf(candidate.slice(0, cut)) !== candidate.slice(cut)) return null;
-  return {
-    prefix,
-    keyId: candidate.slice(prefix.length + 1, prefix.length + 1 + KEY_ID_LENGTH),
-    secret: candidate,
-  };
+  return { prefix: found, keyId, secret: candidate };
 }
 
 /** What logs and API responses show instead of a secret: its last four characters. */
