@@ -24,3 +24,22 @@ export function missingScope(
   for (const scope of required) if (!grantsScope(granted, scope)) return scope;
   return null;
 }
+
+/** What a management operation needs: `admin` for changes, `read` for GETs, `verify`. */
+export type ManagementPermission = "admin" | "read" | "verify";
+
+/**
+ * Whether `granted` holds a management permission. Management scopes are granted explicitly,
+ * never through `*`: only `keygate:admin` (or `keygate:*`, which names Keygate itself) grants
+ * everything, and `keygate:read` or `keygate:verify` grant their own operations.
+ */
+export function grantsManagement(
+  granted: readonly string[],
+  permission: ManagementPermission,
+): boolean {
+  for (const scope of granted) {
+    if (scope === "keygate:admin" || scope === "keygate:*") return true;
+    if (permission !== "admin" && scope === `keygate:${permission}`) return true;
+  }
+  return false;
+}

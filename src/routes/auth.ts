@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
 import { KeygateError } from "../errors";
 import { constantTimeEqual } from "../keys/hash";
-import { grantsScope } from "../keys/scopes";
+import { grantsManagement, type ManagementPermission } from "../keys/scopes";
 import { extractCredential } from "../edge/credentials";
 import { verifySecret } from "../edge/verify";
 
@@ -10,7 +10,7 @@ import { verifySecret } from "../edge/verify";
 export type Principal =
   { kind: "admin" } | { kind: "key"; keyId: string; consumerId: string; scopes: string[] };
 
-export type Permission = "admin" | "read" | "verify";
+export type Permission = ManagementPermission;
 
 /** The audit actor string of a principal: `admin` or `key:<keyId>`. */
 export function actorOf(principal: Principal): string {
@@ -18,11 +18,7 @@ export function actorOf(principal: Principal): string {
 }
 
 function allows(principal: Principal, permission: Permission): boolean {
-  if (principal.kind === "admin") return true;
-  if (grantsScope(principal.scopes, "keygate:admin")) return true;
-  if (permission === "read") return grantsScope(principal.scopes, "keygate:read");
-  if (permission === "verify") return grantsScope(principal.scopes, "keygate:verify");
-  return false;
+  return principal.kind === "admin" || grantsManagement(principal.scopes, permission);
 }
 
 function permissionFor(method: string, path: string): Permission {
@@ -33,8 +29,9 @@ function permissionFor(method: string, path: string): Permission {
 
 /**
  * Management credentials: `Authorization: Bearer <ADMIN_TOKEN>` (compared in constant time),
- * or a Keygate key holding `keygate:admin` (`keygate:read` for GETs, `keygate:verify` for
- * `POST /verify`). Keys are checked strictly: a revoked admin key stops at once.
+ * or a Keygate key holding `keygate:admin` or `keygate:*` (`keygate:read` for GETs,
+ * `keygate:verify` for `POST /verify`). A key's `*` grants no management permission. Keys are
+ * checked strictly: a revoked admin key stops at once.
  */
 export function managementAuth(): MiddlewareHandler<AppEnv> {
   return async function managementAuth(c, next) {

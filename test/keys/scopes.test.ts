@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   REQUIRED_SCOPE_PATTERN,
   SCOPE_PATTERN,
+  grantsManagement,
   grantsScope,
   missingScope,
 } from "../../src/keys/scopes";
@@ -251,6 +252,50 @@ describe("missingScope", () => {
       fc.property(fc.array(concreteScopeArb), (required) => {
         expect(missingScope(required, required)).toBeNull();
       }),
+    );
+  });
+});
+
+describe("grantsManagement", () => {
+  it.each([
+    [["keygate:admin"], "admin"],
+    [["keygate:admin"], "read"],
+    [["keygate:admin"], "verify"],
+    [["keygate:*"], "admin"],
+    [["keygate:*"], "read"],
+    [["keygate:*"], "verify"],
+    [["keygate:read"], "read"],
+    [["keygate:verify"], "verify"],
+    [["prices:read", "keygate:read"], "read"],
+  ] as const)("%j grants %s", (granted, permission) => {
+    expect(grantsManagement(granted, permission)).toBe(true);
+  });
+
+  it.each([
+    [["*"], "admin"],
+    [["*"], "read"],
+    [["*"], "verify"],
+    [["keygate:read"], "admin"],
+    [["keygate:read"], "verify"],
+    [["keygate:verify"], "admin"],
+    [["keygate:verify"], "read"],
+    [["prices:*"], "read"],
+    [["keygate:admin.x"], "admin"],
+    [["keygatex:admin"], "admin"],
+    [[], "read"],
+  ] as const)("%j does not grant %s", (granted, permission) => {
+    expect(grantsManagement(granted, permission)).toBe(false);
+  });
+
+  it("property: without a keygate scope, no wildcard grants any management permission", () => {
+    fc.assert(
+      fc.property(
+        fc.array(grantedScopeArb.filter((scope) => !scope.startsWith("keygate:"))),
+        fc.constantFrom("admin", "read", "verify" as const),
+        (granted, permission) => {
+          expect(grantsManagement(granted, permission)).toBe(false);
+        },
+      ),
     );
   });
 });
