@@ -1,46 +1,120 @@
 import { describe, expect, it } from "vitest";
-import { admin, call, newKey } from "./api";
+import { admin, call, newConsumer, newKey, type Json } from "./api";
 
-/** Every management route, with a body that would pass validation where one is needed. */
-export const MANAGEMENT_ROUTES: {
+export type ManagementPermission = "read" | "admin" | "verify";
+
+export interface ManagementRoute {
   method: string;
+  /** under `/_keygate/v1`; `{consumer}`, `{key}` and `{rotation}` name fixtures */
   path: string;
+  /** a body that passes validation, where the route takes one */
   body?: unknown;
-  permission: "read" | "admin" | "verify";
-}[] = [
-  { method: "GET", path: "/consumers", permission: "read" },
-  { method: "POST", path: "/consumers", body: { name: "x" }, permission: "admin" },
-  { method: "GET", path: "/consumers/csm_x", permission: "read" },
-  { method: "PATCH", path: "/consumers/csm_x", body: { name: "y" }, permission: "admin" },
-  { method: "DELETE", path: "/consumers/csm_x", permission: "admin" },
-  { method: "POST", path: "/consumers/csm_x/keys", body: { scopes: [] }, permission: "admin" },
-  { method: "GET", path: "/consumers/csm_x/keys", permission: "read" },
-  { method: "GET", path: "/keys/k", permission: "read" },
-  { method: "PATCH", path: "/keys/k", body: { name: "n" }, permission: "admin" },
-  { method: "POST", path: "/keys/k/rotate", body: {}, permission: "admin" },
-  { method: "GET", path: "/keys/k/rotations", permission: "read" },
-  { method: "POST", path: "/keys/k/revoke", body: {}, permission: "admin" },
-  { method: "GET", path: "/rotations/rot_x", permission: "read" },
-  { method: "POST", path: "/rotations/rot_x/complete", body: {}, permission: "admin" },
-  { method: "POST", path: "/rotations/rot_x/rollback", body: {}, permission: "admin" },
+  permission: ManagementPermission;
+  /** the status of a successful call on fresh fixtures */
+  status: number;
+}
+
+/**
+ * Every management route but `POST /token` (whose credential is the key being exchanged).
+ * `test/routes/security.test.ts` checks this list against the OpenAPI document, so a new
+ * route cannot be left out.
+ */
+export const MANAGEMENT_ROUTES: ManagementRoute[] = [
+  { method: "GET", path: "/consumers", permission: "read", status: 200 },
+  { method: "POST", path: "/consumers", body: { name: "x" }, permission: "admin", status: 201 },
+  { method: "GET", path: "/consumers/{consumer}", permission: "read", status: 200 },
+  {
+    method: "PATCH",
+    path: "/consumers/{consumer}",
+    body: { name: "y" },
+    permission: "admin",
+    status: 200,
+  },
+  { method: "DELETE", path: "/consumers/{consumer}", permission: "admin", status: 200 },
   {
     method: "POST",
-    path: "/rotations/rot_x/extend",
+    path: "/consumers/{consumer}/keys",
+    body: { scopes: [] },
+    permission: "admin",
+    status: 201,
+  },
+  { method: "GET", path: "/consumers/{consumer}/keys", permission: "read", status: 200 },
+  { method: "GET", path: "/keys/{key}", permission: "read", status: 200 },
+  { method: "PATCH", path: "/keys/{key}", body: { name: "n" }, permission: "admin", status: 200 },
+  { method: "POST", path: "/keys/{key}/rotate", body: {}, permission: "admin", status: 201 },
+  { method: "GET", path: "/keys/{key}/rotations", permission: "read", status: 200 },
+  { method: "POST", path: "/keys/{key}/revoke", body: {}, permission: "admin", status: 200 },
+  { method: "GET", path: "/keys/{key}/usage", permission: "read", status: 200 },
+  { method: "GET", path: "/rotations/{rotation}", permission: "read", status: 200 },
+  {
+    method: "POST",
+    path: "/rotations/{rotation}/complete",
+    body: {},
+    permission: "admin",
+    status: 200,
+  },
+  {
+    method: "POST",
+    path: "/rotations/{rotation}/rollback",
+    body: {},
+    permission: "admin",
+    status: 200,
+  },
+  {
+    method: "POST",
+    path: "/rotations/{rotation}/extend",
     body: { gracePeriodSeconds: 60 },
     permission: "admin",
+    status: 200,
   },
-  { method: "POST", path: "/verify", body: { key: "kg_x" }, permission: "verify" },
-  { method: "GET", path: "/audit", permission: "read" },
-  { method: "GET", path: "/keys/k/usage", permission: "read" },
+  { method: "POST", path: "/verify", body: { key: "kg_x" }, permission: "verify", status: 200 },
+  { method: "GET", path: "/audit", permission: "read", status: 200 },
+  { method: "GET", path: "/signing-keys", permission: "read", status: 200 },
+  { method: "POST", path: "/signing-keys/rotate", body: {}, permission: "admin", status: 200 },
 ];
 
-function send(route: (typeof MANAGEMENT_ROUTES)[number], headers: Record<string, string>) {
-  return call(route.method, `/_keygate/v1${route.path}`, route.body, headers);
+interface Fixtures {
+  consumer: string;
+  key: string;
+  rotation: string;
+}
+
+/** Ids that name nothing: enough for the checks that must refuse before any lookup. */
+const NO_FIXTURES: Fixtures = { consumer: "csm_x", key: "k", rotation: "rot_x" };
+
+/** A consumer with a key, and another key of it with a rotation in progress. */
+async function freshFixtures(): Promise<Fixtures> {
+  const consumer = await newConsumer("security-fixture");
+  const key = await newKey(["prices:read"], {}, consumer);
+  const rotated = await newKey(["prices:read"], {}, consumer);
+  const rotation = await admin.post(`/keys/${rotated.id}/rotate`, { gracePeriodSeconds: 3600 });
+  if (rotation.status !== 201) throw new Error(`rotate: ${JSON.stringify(rotation.body)}`);
+  return { consumer, key: key.id, rotation: (rotation.body.rotation as Json).id as string };
+}
+
+function send(route: ManagementRoute, headers: Record<string, string>, ids = NO_FIXTURES) {
+  const path = route.path.replace(/\{(consumer|key|rotation)\}/g, (_, name: keyof Fixtures) =>
+    encodeURIComponent(ids[name]),
+  );
+  return call(route.method, `/_keygate/v1${path}`, route.body, headers);
+}
+
+function expectInsufficientScope(
+  res: Awaited<ReturnType<typeof send>>,
+  route: ManagementRoute,
+): void {
+  expect(res.status).toBe(403);
+  expect(res.body.code).toBe("insufficient_scope");
+  const needed = route.permission === "admin" ? "keygate:admin" : `keygate:${route.permission}`;
+  expect(res.headers.get("WWW-Authenticate")).toBe(
+    `Bearer realm="keygate", error="insufficient_scope", scope="${needed}"`,
+  );
 }
 
 /**
  * The security cases every management route must pass: no credential, a wrong token, a
- * malformed header, a key lacking the scope, a read-only key on a write, a revoked key.
+ * malformed header, a key lacking the scope, a key holding only `*`, a revoked key; and the
+ * permission matrix of `keygate:verify`, `keygate:read`, `keygate:admin` and `keygate:*`.
  */
 export function describeManagementSecurity(): void {
   describe.each(MANAGEMENT_ROUTES)("$method $path", (route) => {
@@ -65,18 +139,44 @@ export function describeManagementSecurity(): void {
 
     it("refuses a valid key without a keygate scope (403 insufficient_scope)", async () => {
       const { key } = await newKey(["prices:read"]);
-      const res = await send(route, { Authorization: `Bearer ${key}` });
-      expect(res.status).toBe(403);
-      expect(res.body.code).toBe("insufficient_scope");
-      expect(res.headers.get("WWW-Authenticate")).toContain('error="insufficient_scope"');
+      expectInsufficientScope(await send(route, { Authorization: `Bearer ${key}` }), route);
     });
 
-    it(`lets keygate:read through only where it reads`, async () => {
-      const { key } = await newKey(["keygate:read"]);
-      const res = await send(route, { "X-API-Key": key });
-      if (route.permission === "read") expect(res.status).not.toBe(403);
-      else expect(res.status).toBe(403);
-      expect(res.status).not.toBe(401);
+    it("refuses a key holding only * (403): management scopes are never implied", async () => {
+      const { key } = await newKey(["*"]);
+      expectInsufficientScope(await send(route, { Authorization: `Bearer ${key}` }), route);
+    });
+
+    if (route.permission === "verify") {
+      it("lets a keygate:verify key through", async () => {
+        const { key } = await newKey(["keygate:verify"]);
+        const res = await send(route, { Authorization: `Bearer ${key}` });
+        expect(res.status).toBe(route.status);
+      });
+    } else {
+      it("refuses a keygate:verify key (403 insufficient_scope)", async () => {
+        const { key } = await newKey(["keygate:verify"]);
+        expectInsufficientScope(await send(route, { Authorization: `Bearer ${key}` }), route);
+      });
+    }
+
+    if (route.permission === "read") {
+      it("lets a keygate:read key read", async () => {
+        const { key } = await newKey(["keygate:read"]);
+        const res = await send(route, { "X-API-Key": key }, await freshFixtures());
+        expect(res.status).toBe(route.status);
+      });
+    } else {
+      it("refuses a keygate:read key (403 insufficient_scope)", async () => {
+        const { key } = await newKey(["keygate:read"]);
+        expectInsufficientScope(await send(route, { "X-API-Key": key }), route);
+      });
+    }
+
+    it.each(["keygate:admin", "keygate:*"])("lets a %s key through", async (scope) => {
+      const { key } = await newKey([scope]);
+      const res = await send(route, { Authorization: `Bearer ${key}` }, await freshFixtures());
+      expect(res.status, JSON.stringify(res.body)).toBe(route.status);
     });
 
     it("refuses a revoked admin key at once (401)", async () => {
