@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { SCOPE_PATTERN } from "../keys/scopes";
+import { decodeCursor } from "../store/pagination";
 
 /** Schemas shared by the management routes; they validate input and feed the OpenAPI document. */
 
@@ -41,7 +42,12 @@ export const IdParam = (name: string) =>
 
 export const PageQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(256).optional(),
+  cursor: z
+    .string()
+    .max(256)
+    .refine((cursor) => decodeCursor(cursor) !== null, "not a cursor this API issued")
+    .optional()
+    .openapi({ description: "nextCursor of the previous page" }),
 });
 
 export const ProblemSchema = z

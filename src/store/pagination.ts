@@ -66,7 +66,9 @@ export async function selectPage(
   atColumn: string,
   page: PageRequest,
 ): Promise<Record<string, unknown>[]> {
-  const after = page.cursor ? decodeCursor(page.cursor) : null;
+  const after = page.cursor === undefined ? null : decodeCursor(page.cursor);
+  // routes validate cursors (PageQuery); never fall back to the first page on a bad one
+  if (page.cursor !== undefined && after === null) throw new RangeError("malformed cursor");
   const cursorClause = after ? ` AND (${atColumn}, id) < (?, ?)` : "";
   const cursorValues = after ? [after.at, after.id] : [];
   const rows = await db

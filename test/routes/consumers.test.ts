@@ -121,8 +121,9 @@ describe("consumers", () => {
       expect((await admin.get("/consumers?limit=0")).status).toBe(400);
       expect((await admin.get("/consumers?limit=101")).status).toBe(400);
       expect((await admin.get("/consumers?unknown=1")).status).toBe(400);
-      const bogus = await admin.get("/consumers?cursor=%%%");
-      expect(bogus.status).toBe(200);
+      const bogus = await admin.get("/consumers?cursor=%25%25%25");
+      expect(bogus.status).toBe(400);
+      expect(bogus.body.code).toBe("validation_failed");
     });
   });
 });
