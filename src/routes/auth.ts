@@ -21,8 +21,13 @@ function allows(principal: Principal, permission: Permission): boolean {
   return principal.kind === "admin" || grantsManagement(principal.scopes, permission);
 }
 
+/** `POST /verify`: a read despite its method (it changes nothing and needs `keygate:verify`). */
+export function isVerifyRequest(method: string, path: string): boolean {
+  return method === "POST" && path.endsWith("/v1/verify");
+}
+
 function permissionFor(method: string, path: string): Permission {
-  if (method === "POST" && path.endsWith("/v1/verify")) return "verify";
+  if (isVerifyRequest(method, path)) return "verify";
   if (method === "GET" || method === "HEAD") return "read";
   return "admin";
 }

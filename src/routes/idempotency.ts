@@ -2,14 +2,18 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
 import { KeygateError } from "../errors";
 import { hashSecret } from "../keys/hash";
-import { actorOf } from "./auth";
+import { actorOf, isVerifyRequest } from "./auth";
 
 /**
- * `Idempotency-Key` on every management POST. The first request with a key runs and its
- * successful response is kept for 24 hours, with the plaintext secret removed; a replay with
- * the same method, path and body gets that response and `Idempotent-Replayed: true`, and
- * creates nothing. The same key with another request, or while the first is still running,
- * is a 409 `conflict`. A failed request keeps nothing, so it can be retried with the same key.
+ * `Idempotency-Key` on every management POST that changes something. The first request with a
+ * key runs and its successful response is kept for 24 hours, with the plaintext secret
+ * removed; a replay with the same method, path and body gets that response and
+ * `Idempotent-Replayed: true`, and creates nothing. The same key with another request, or
+ * while the first is still running, is a 409 `conflict`. A failed request keeps nothing, so it
+ * can be retried with the same key. A change whose response could not be kept is marked
+ * applied: a retry answers 409 `conflict` instead of making the change twice.
+ * `POST /verify` is a read: it is answered afresh every time, so a replay never serves a
+ * verdict that a revocation has since made wrong.
  */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 const PENDING_TIMEOUT_MS = 60_000;
@@ -30,10 +34,22 @@ function unavailable(error: unknown): KeygateError {
   });
 }
 
+/** Runs one write of the record; a failure (thrown or rejected) is logged, never raised. */
+async function attempt(event: string, write: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await write();
+    return true;
+  } catch (error) {
+    console.error(JSON.stringify({ event, error: String(error) }));
+    return false;
+  }
+}
+
 export function idempotency(): MiddlewareHandler<AppEnv> {
   return async function idempotency(c, next) {
     const key = c.req.header("idempotency-key");
     if (c.req.method !== "POST" || key === undefined) return next();
+    if (isVerifyRequest(c.req.method, c.req.path)) return next();
     if (!KEY_PATTERN.test(key)) {
       throw new KeygateError("validation_failed", {
         detail: "Idempotency-Key must be 1 to 255 visible ASCII characters.",
@@ -66,6 +82,12 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       if (existing.fingerprint !== fingerprint) {
         throw new KeygateError("conflict", {
           detail: "This Idempotency-Key was used with a different request; use a new key.",
+        });
+      }
+      if (existing.state === "done" && existing.body === null) {
+        throw new KeygateError("conflict", {
+          detail:
+            "The request with this Idempotency-Key was applied, but its response could not be kept; look the result up rather than retrying it.",
         });
       }
       if (existing.state === "done") {
@@ -118,29 +140,41 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
           // not JSON: stored as it is
         }
         completed = true;
-        // the change is made: a failure to keep the replay must not turn it into an error;
-        // the pending record then blocks the key until it times out
-        await db
-          .prepare(
-            "UPDATE idempotency_records SET state = 'done', status = ?, body = ? WHERE scope = ? AND key = ?",
-          )
-          .bind(response.status, stored, scope, key)
-          .run()
-          .catch((error: unknown) =>
-            console.error(
-              JSON.stringify({ event: "idempotency_save_failed", error: String(error) }),
-            ),
-          );
+        // the change is made: failing to keep the replay must not turn it into an error, and
+        // must not let a retry make it again once the pending record times out
+        const save = () =>
+          db
+            .prepare(
+              "UPDATE idempotency_records SET state = 'done', status = ?, body = ? WHERE scope = ? AND key = ?",
+            )
+            .bind(response.status, stored, scope, key)
+            .run();
+        const markApplied = () =>
+          db
+            .prepare(
+              "UPDATE idempotency_records SET state = 'done', status = ?, body = NULL WHERE scope = ? AND key = ?",
+            )
+            .bind(response.status, scope, key)
+            .run();
+        const kept =
+          (await attempt("idempotency_save_failed", save)) ||
+          (await attempt("idempotency_save_failed", save)) ||
+          (await attempt("idempotency_mark_failed", markApplied));
+        if (!kept) {
+          // still pending: retries answer 409 until it times out (PENDING_TIMEOUT_MS)
+          console.error(JSON.stringify({ event: "idempotency_record_left_pending", scope }));
+        }
       }
     } finally {
       if (!completed) {
-        await db
-          .prepare(
-            "DELETE FROM idempotency_records WHERE scope = ? AND key = ? AND state = 'pending'",
-          )
-          .bind(scope, key)
-          .run()
-          .catch(() => undefined);
+        await attempt("idempotency_release_failed", () =>
+          db
+            .prepare(
+              "DELETE FROM idempotency_records WHERE scope = ? AND key = ? AND state = 'pending'",
+            )
+            .bind(scope, key)
+            .run(),
+        );
       }
     }
   };
