@@ -87,15 +87,17 @@ export function problemResponse(
     requestId,
     ...options.extensions,
   };
-  const headers = new Headers({
+  // a plain record, not a Headers object: this runs for every refused request
+  const headers: Record<string, string> = {
     "Content-Type": "application/problem+json",
     "Cache-Control": "no-store",
     "X-Request-Id": requestId,
-  });
+  };
   if (status === 401) {
-    headers.set("WWW-Authenticate", 'Bearer realm="keygate", error="invalid_token"');
+    headers["WWW-Authenticate"] = 'Bearer realm="keygate", error="invalid_token"';
   }
-  for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
+  // callers spell header names as above, so a same-named extra replaces the default
+  if (options.headers) Object.assign(headers, options.headers);
   return new Response(JSON.stringify(body), { status, headers });
 }
 

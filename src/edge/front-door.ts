@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env";
-import { KeygateError } from "../errors";
+import { KeygateError, problemResponse, type ErrorCode, type ProblemOptions } from "../errors";
 import { missingScope } from "../keys/scopes";
 import { extractCredential, hasCredentialInUrl } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
@@ -38,10 +38,14 @@ const ERROR_FOR_VERDICT = { invalid_key: "invalid_key", key_expired: "key_expire
  */
 export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   const config = c.get("config");
+  const requestId = c.get("requestId");
+  // refusals are answered, not thrown: an Error's stack trace is the priciest part of a 401
+  const refuse = (code: ErrorCode, options?: ProblemOptions) =>
+    problemResponse(code, requestId, options);
   const request = c.req.raw;
   const url = new URL(request.url);
   if (hasCredentialInUrl(url)) {
-    throw new KeygateError("credential_in_url", {
+    return refuse("credential_in_url", {
       detail:
         "Credentials are never accepted in the query string; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.",
     });
@@ -51,16 +55,16 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   let extraHeaders: Record<string, string> = {};
   if (!rule?.public) {
     const credential = extractCredential(request.headers);
-    if (credential.kind === "none") throw new KeygateError("missing_credentials");
-    if (credential.kind === "refused") throw new KeygateError(credential.code);
+    if (credential.kind === "none") return refuse("missing_credentials");
+    if (credential.kind === "refused") return refuse(credential.code);
     const verdict = await verifyCredential(c.env, config, credential.value, {
       strict: rule?.strict === true,
       clientIp: request.headers.get("cf-connecting-ip"),
     });
-    if (!verdict.ok) throw new KeygateError(ERROR_FOR_VERDICT[verdict.code]);
+    if (!verdict.ok) return refuse(ERROR_FOR_VERDICT[verdict.code]);
     const needed = missingScope(verdict.record.scopes, rule?.scopes ?? []);
     if (needed !== null) {
-      throw new KeygateError("insufficient_scope", {
+      return refuse("insufficient_scope", {
         detail: `This route needs the scope ${needed}.`,
         headers: {
           "WWW-Authenticate": `Bearer realm="keygate", error="insufficient_scope", scope="${needed}"`,
@@ -70,7 +74,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     const now = Date.now();
     const admission = await admitOrFailClosed(c.env, c.executionCtx, verdict.record, now);
     if (!admission.ok) {
-      throw new KeygateError(admission.code, {
+      return refuse(admission.code, {
         detail:
           admission.code === "quota_exceeded"
             ? "This consumer's monthly quota is used up."
@@ -83,7 +87,6 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     extraHeaders = { ...admission.headers };
     if (verdict.deprecation) Object.assign(extraHeaders, deprecationHeaders(verdict.deprecation));
   }
-  const requestId = c.get("requestId");
   let response: Response;
   if (config.originUrl === null) {
     response = echoOrigin(request, identity);
@@ -116,7 +119,8 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
       throw new KeygateError("origin_unavailable");
     }
   }
-  const out = new Response(response.body, response);
+  // the echo origin's response is ours to change; an origin's arrives with immutable headers
+  const out = config.originUrl === null ? response : new Response(response.body, response);
   for (const [name, value] of Object.entries(extraHeaders)) out.headers.set(name, value);
   out.headers.set("X-Request-Id", requestId);
   return out;

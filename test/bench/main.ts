@@ -71,7 +71,7 @@ const SETUP_BUDGET_SECONDS = 180;
 const STOP_TIMEOUT_MS = 15_000;
 
 interface Scenario {
-  name: Exclude<ScenarioName, "jwt">;
+  name: ScenarioName;
   label: string;
   url: string;
   headers: Record<string, string>;
@@ -126,6 +126,21 @@ async function createKey(keygate: Keygate, name: string, extra: object = {}): Pr
   return key.body.key;
 }
 
+/** Exchanges a key for an access token (`POST /_keygate/v1/token`, the longest TTL allowed). */
+async function exchangeForToken(keygate: Keygate, secret: string): Promise<string> {
+  const reply = await request(keygate.url, "POST", "/_keygate/v1/token", {
+    headers: { Authorization: `Bearer ${secret}` },
+    body: { expiresIn: 3600 },
+  });
+  if (reply.status !== 200 || typeof reply.body.access_token !== "string") {
+    throw new Error(`exchanging a key for a token: ${reply.status} ${JSON.stringify(reply.body)}`);
+  }
+  if (typeof reply.body.expires_in === "number" && reply.body.expires_in < 600) {
+    throw new Error(`the access token lives ${reply.body.expires_in} s, shorter than a bench run`);
+  }
+  return reply.body.access_token;
+}
+
 /** The same secret with its last checksum character changed: fails the CRC, no storage read. */
 function breakChecksum(secret: string): string {
   const last = secret.at(-1);
@@ -138,6 +153,7 @@ const CLIENT_ADDRESS: Record<Scenario["name"], string> = {
   hot: "198.51.100.2",
   malformed: "203.0.113.66",
   ratelimited: "198.51.100.4",
+  jwt: "198.51.100.9",
   cold_passthrough: "198.51.100.5",
   cold: "198.51.100.6",
   hono_bearer_auth: "198.51.100.7",
@@ -234,6 +250,7 @@ async function measure(
     createKey(a, "bench-ratelimited", { rateLimit: { limit: 1, periodSeconds: 3600 } }),
     createKey(b, "bench-cold"),
   ]);
+  const accessToken = await exchangeForToken(a, hotKey);
   // Spend the rate-limited key's whole budget (1 request per hour) before it is measured.
   const firstUse = await get(`${a.url}/bench/ratelimited`, headersOf("ratelimited", limitedKey));
   if (firstUse.status !== 200) {
@@ -270,10 +287,13 @@ async function measure(
       // 200 until rate limiting is enforced; the table shows which.
       expect: [429, 200],
     },
-    // JWT (issue 4): once POST /_keygate/v1/token exists, exchange hotKey for a JWT here and
-    // add { name: "jwt", url: `${a.url}/bench/jwt`, headers: headersOf("jwt", jwt), expect: [200] }
-    // (with a CLIENT_ADDRESS of its own);
-    // report.ts already has its ratio (jwt_vs_passthrough, goal 0.85) and reports null.
+    {
+      name: "jwt",
+      label: "jwt",
+      url: `${a.url}/bench/jwt`,
+      headers: headersOf("jwt", accessToken),
+      expect: [200],
+    },
     {
       name: "cold_passthrough",
       label: "passthrough (B)",
@@ -416,7 +436,7 @@ async function measure(
       "peers: hono/bearer-auth (static token) and workers-oauth-provider (its own access token)",
     ],
     scenarios: summaries,
-    placeholders: { jwt: "not measured: JWT bearer tokens are issue 4" },
+    placeholders: {},
     latency,
     notes,
   };
@@ -452,7 +472,7 @@ export async function main(argv: string[]): Promise<number> {
   };
 
   // Hard bound on the whole run: the load runs' total plus the set-up budget.
-  const loadSeconds = 8 * WARMUP_SECONDS + (8 + 2) * options.rounds * (options.durationSeconds + 1);
+  const loadSeconds = 9 * WARMUP_SECONDS + (9 + 2) * options.rounds * (options.durationSeconds + 1);
   const budgetMs = (loadSeconds * 1.5 + SETUP_BUDGET_SECONDS) * 1000;
   const watchdog = setTimeout(() => {
     console.error(`bench: no result after ${Math.round(budgetMs / 1000)} s, giving up`);

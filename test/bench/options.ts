@@ -13,7 +13,7 @@ export interface BenchOptions {
 }
 
 /**
- * Default duration of one run. A round is 8 saturating runs and 2 fixed-rate runs, so the
+ * Default duration of one run. A round is 9 saturating runs and 2 fixed-rate runs, so the
  * defaults (3 rounds of 3 s: a true median of three, robust to one disturbed round) plus
  * warm-up and set-up take about 1 min 45 s.
  */

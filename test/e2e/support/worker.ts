@@ -30,6 +30,8 @@ export interface KeygateOptions {
   keyPrefix?: string;
   /** Show the Worker's console output and miniflare's own log at this level. */
   logLevel?: LogLevel;
+  /** Open workerd's DevTools inspector on this port (CPU profiles of the Worker). */
+  inspectorPort?: number;
 }
 
 export interface Keygate {
@@ -155,6 +157,7 @@ export async function startKeygate(options: KeygateOptions = {}): Promise<Keygat
       host: "127.0.0.1",
       port: 0,
       ...(options.logLevel !== undefined ? { log: new Log(options.logLevel) } : {}),
+      ...(options.inspectorPort !== undefined ? { inspectorPort: options.inspectorPort } : {}),
     });
     const ready = await mf.ready;
     await applyMigrations(mf);
