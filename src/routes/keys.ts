@@ -18,10 +18,12 @@ import {
   PageQuery,
   problemResponses,
   RateLimitSchema,
+  RotationReportSchema,
   RotationSchema,
   ScopesSchema,
   TimestampSchema,
 } from "./schemas";
+import { rotationReports } from "./rotations";
 import { keyView, rotationView } from "./views";
 
 const FutureTimestamp = TimestampSchema.refine(
@@ -130,7 +132,7 @@ const listRotations = createRoute({
   summary: "List a key's rotations, newest first",
   request: { params: IdParam("id"), query: PageQuery },
   responses: {
-    200: jsonResponse(pageOf(RotationSchema), "A page of rotations"),
+    200: jsonResponse(pageOf(RotationReportSchema), "A page of rotations"),
     ...problemResponses,
   },
 });
@@ -243,10 +245,19 @@ export const keyRoutes = managementRouter()
   })
   .openapi(listRotations, async (c) => {
     const { id } = c.req.valid("param");
-    await loadKey(c.env.DB, id);
-    const page = await read(() => listRotationsOfKey(c.env.DB, id, c.req.valid("query")));
+    const { key } = await loadKey(c.env.DB, id);
+    await flushUsage(c.env, key.consumerId);
+    const [state, page] = await read(() =>
+      Promise.all([
+        getKeyState(c.env.DB, id),
+        listRotationsOfKey(c.env.DB, id, c.req.valid("query")),
+      ]),
+    );
     return c.json(
-      { items: page.items.map((r) => rotationView(r)), nextCursor: page.nextCursor },
+      {
+        items: await rotationReports(c, found(state, "key"), page.items),
+        nextCursor: page.nextCursor,
+      },
       200,
     );
   })

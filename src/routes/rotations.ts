@@ -1,8 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
-import type { Rotation } from "../coordinator/key-state";
+import type { KeyState, Rotation } from "../coordinator/key-state";
 import type { Context } from "hono";
 import type { CoordinatorApi } from "../coordinator/client";
+import type { RotationUsage } from "../coordinator/key-coordinator";
 import type { Result } from "../coordinator/result";
 import { settle } from "../coordinator/rotation-machine";
 import type { AppEnv } from "../env";
@@ -11,8 +12,15 @@ import { flushUsage } from "../edge/usage-buffer";
 import { KeygateError } from "../errors";
 import { getKeyState, getRotation } from "../store/keys";
 import { auditOf, change, coordinator, found, read } from "./coordinator-call";
-import { IdParam, jsonBody, jsonResponse, problemResponses, RotationSchema } from "./schemas";
-import { rotationView } from "./views";
+import {
+  IdParam,
+  jsonBody,
+  jsonResponse,
+  problemResponses,
+  RotationReportSchema,
+  RotationSchema,
+} from "./schemas";
+import { rotationReportView, rotationView } from "./views";
 
 const ExtendSchema = z
   .strictObject({
@@ -32,7 +40,7 @@ const getOne = createRoute({
   tags: ["rotations"],
   summary: "Get a rotation with the traffic on the old and new version since it began",
   request: { params: IdParam("id") },
-  responses: { 200: jsonResponse(RotationSchema, "The rotation"), ...problemResponses },
+  responses: { 200: jsonResponse(RotationReportSchema, "The rotation"), ...problemResponses },
 });
 
 function action(name: string, summary: string, body: z.ZodType = EmptySchema) {
@@ -63,13 +71,37 @@ async function rotationAction(
   return c.json(rotationView(done), 200);
 }
 
-/** The rotation as of now: one whose grace has passed shows as completed. */
-async function currentRotation(db: D1Database, rotation: Rotation): Promise<Rotation> {
-  if (rotation.state !== "in_progress") return rotation;
-  const state = await getKeyState(db, rotation.keyId);
-  if (!state) return rotation;
-  const settled = settle(state, Date.now());
-  return (settled.ok && settled.rotations.find((r) => r.id === rotation.id)) || rotation;
+/**
+ * Rotations as `GET /rotations/:id` and `GET /keys/:id/rotations` show them: as of `now`, so
+ * one whose grace has passed shows as completed before the alarm marks it, and with the
+ * traffic on the old and new version since each began. `state` is the key's current state;
+ * call after `flushUsage`, so this isolate's counts are in.
+ */
+export async function rotationReports(
+  c: Context<AppEnv>,
+  state: KeyState,
+  rotations: Rotation[],
+  now = Date.now(),
+) {
+  const settled = settle(state, now);
+  const current = rotations.map(
+    (rotation) =>
+      (rotation.state === "in_progress" &&
+        settled.ok &&
+        settled.rotations.find((r) => r.id === rotation.id)) ||
+      rotation,
+  );
+  const api = coordinator(c, state.key.consumerId);
+  let usage: RotationUsage[];
+  try {
+    usage = await Promise.all(
+      current.map((rotation) => api.rotationUsage(rotation.consumerId, rotation)),
+    );
+  } catch (error) {
+    console.error(JSON.stringify({ event: "coordinator_call_failed", error: String(error) }));
+    throw new KeygateError("unavailable", { detail: "Usage is unavailable; try again." });
+  }
+  return current.map((rotation, i) => rotationReportView(rotation, usage[i]!));
 }
 
 async function loadRotation(db: D1Database, id: string): Promise<Rotation> {
@@ -78,20 +110,15 @@ async function loadRotation(db: D1Database, id: string): Promise<Rotation> {
 
 export const rotationRoutes = managementRouter()
   .openapi(getOne, async (c) => {
-    const stored = await loadRotation(c.env.DB, c.req.valid("param").id);
-    const rotation = await read(() => currentRotation(c.env.DB, stored));
-    await flushUsage(c.env, rotation.consumerId);
-    let usage;
-    try {
-      usage = await coordinator(c, rotation.consumerId).rotationUsage(
-        rotation.consumerId,
-        rotation,
-      );
-    } catch (error) {
-      console.error(JSON.stringify({ event: "coordinator_call_failed", error: String(error) }));
-      throw new KeygateError("unavailable", { detail: "Usage is unavailable; try again." });
-    }
-    return c.json(rotationView(rotation, usage), 200);
+    const { id } = c.req.valid("param");
+    const { consumerId, keyId } = await loadRotation(c.env.DB, id);
+    // counts this isolate holds may move the rotation on (first use, idle): report them first
+    await flushUsage(c.env, consumerId);
+    const [rotation, state] = await read(() =>
+      Promise.all([getRotation(c.env.DB, id), getKeyState(c.env.DB, keyId)]),
+    );
+    const [report] = await rotationReports(c, found(state, "key"), [found(rotation, "rotation")]);
+    return c.json(report!, 200);
   })
   .openapi(complete, (c) =>
     rotationAction(c, (api, r, audit) => api.completeRotation(r.consumerId, r.id, audit)),

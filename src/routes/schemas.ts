@@ -102,14 +102,20 @@ export const RotationSchema = z
     firstUsedAt: z.string().nullable(),
     endedAt: z.string().nullable(),
     endReason: z.string().nullable(),
-    usage: z
-      .object({
-        old: z.object({ requests: z.number().int(), lastUsedAt: z.string().nullable() }),
-        new: z.object({ requests: z.number().int(), lastUsedAt: z.string().nullable() }),
-      })
-      .optional(),
   })
   .openapi("Rotation");
+
+const VersionTrafficSchema = z.object({
+  requests: z.number().int(),
+  lastUsedAt: z.string().nullable(),
+});
+
+/** A rotation as `GET /rotations/:id` and `GET /keys/:id/rotations` show it. */
+export const RotationReportSchema = RotationSchema.extend({
+  usage: z
+    .object({ old: VersionTrafficSchema, new: VersionTrafficSchema })
+    .openapi({ description: "traffic on the old and new version since the rotation began" }),
+}).openapi("RotationReport");
 
 export const KeySchema = z
   .object({

@@ -39,7 +39,7 @@ export function versionView(version: KeyVersion, now: number) {
   };
 }
 
-export function rotationView(rotation: Rotation, usage?: RotationUsage) {
+export function rotationView(rotation: Rotation) {
   return {
     id: rotation.id,
     keyId: rotation.keyId,
@@ -55,14 +55,17 @@ export function rotationView(rotation: Rotation, usage?: RotationUsage) {
     firstUsedAt: iso(rotation.firstUsedAt),
     endedAt: iso(rotation.endedAt),
     endReason: rotation.endReason,
-    ...(usage
-      ? {
-          usage: {
-            old: { requests: usage.old.requests, lastUsedAt: iso(usage.old.lastUsedAt) },
-            new: { requests: usage.new.requests, lastUsedAt: iso(usage.new.lastUsedAt) },
-          },
-        }
-      : {}),
+  };
+}
+
+/** A rotation with the traffic on its old and new version since it began. */
+export function rotationReportView(rotation: Rotation, usage: RotationUsage) {
+  return {
+    ...rotationView(rotation),
+    usage: {
+      old: { requests: usage.old.requests, lastUsedAt: iso(usage.old.lastUsedAt) },
+      new: { requests: usage.new.requests, lastUsedAt: iso(usage.new.lastUsedAt) },
+    },
   };
 }
 

@@ -1,4 +1,4 @@
-import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { admin, newKey, withKey, type Json } from "../support/api";
 
@@ -266,12 +266,73 @@ describe("rotation", () => {
     expect((listed.body.items as Json[])[0]!.id).toBe(rotationId);
   });
 
+  it("lists a key's rotations settled by timestamp (no alarm), with usage, as GET /rotations/:id shows them", async () => {
+    const issued = await newKey();
+    const rotated = await rotate(issued.id, { gracePeriodSeconds: 2 });
+    const rotationId = rotated.rotation.id as string;
+    expect((await withKey(issued.key)).status).toBe(200);
+    expect((await withKey(rotated.key)).status).toBe(200);
+    for (let i = 0; i < 50; i++) {
+      const usage = (await admin.get(`/rotations/${rotationId}`)).body.usage as { old: Json };
+      if (usage.old.requests === 1) break;
+      await sleep(20);
+    }
+    // no alarm marks it: only the timestamp can say it is over
+    await runInDurableObject(coordinatorStub(issued.consumerId), (_, state) =>
+      state.storage.deleteAlarm(),
+    );
+    await sleep(Date.parse(rotated.rotation.graceUntil as string) - Date.now() + 100);
+    const stored = await env.DB.prepare("SELECT state FROM rotations WHERE id = ?")
+      .bind(rotationId)
+      .first<{ state: string }>();
+    expect(stored?.state).toBe("in_progress");
+    const listed = await admin.get(`/keys/${issued.id}/rotations`);
+    expect(listed.status).toBe(200);
+    const [item] = listed.body.items as Json[];
+    expect(item).toMatchObject({
+      id: rotationId,
+      state: "completed",
+      endReason: "grace_ended",
+      usage: {
+        old: { requests: 1, lastUsedAt: expect.any(String) },
+        new: { requests: 1, lastUsedAt: expect.any(String) },
+      },
+    });
+    const one = await admin.get(`/rotations/${rotationId}`);
+    expect(item).toEqual(one.body);
+  });
+
+  it("pages a key's rotations with a cursor, each with its usage", async () => {
+    const issued = await newKey();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.unshift((await rotate(issued.id, { gracePeriodSeconds: 0 })).rotation.id as string);
+    }
+    const first = await admin.get(`/keys/${issued.id}/rotations?limit=2`);
+    expect(first.status).toBe(200);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await admin.get(
+      `/keys/${issued.id}/rotations?limit=2&cursor=${first.body.nextCursor as string}`,
+    );
+    expect(second.body.nextCursor).toBeNull();
+    const items = [...(first.body.items as Json[]), ...(second.body.items as Json[])];
+    expect(items.map((r) => r.id)).toEqual(ids);
+    for (const r of items) {
+      expect(r).toMatchObject({ state: "completed", endReason: "emergency" });
+      expect(r.usage).toEqual({
+        old: { requests: 0, lastUsedAt: null },
+        new: { requests: 0, lastUsedAt: null },
+      });
+    }
+  });
+
   it("answers 404 for an unknown rotation", async () => {
     for (const res of [
       await admin.get("/rotations/rot_nope"),
       await admin.post("/rotations/rot_nope/complete"),
       await admin.post("/rotations/rot_nope/rollback"),
       await admin.post("/rotations/rot_nope/extend", { gracePeriodSeconds: 10 }),
+      await admin.get("/keys/k_nope/rotations"),
     ]) {
       expect(res.status).toBe(404);
     }
