@@ -70,7 +70,14 @@ export const MANAGEMENT_ROUTES: ManagementRoute[] = [
   { method: "POST", path: "/verify", body: { key: "kg_x" }, permission: "verify", status: 200 },
   { method: "GET", path: "/audit", permission: "read", status: 200 },
   { method: "GET", path: "/signing-keys", permission: "read", status: 200 },
-  { method: "POST", path: "/signing-keys/rotate", body: {}, permission: "admin", status: 200 },
+  // emergency: a scheduled rotation may be refused (409) while the next key is fresh
+  {
+    method: "POST",
+    path: "/signing-keys/rotate",
+    body: { emergency: true },
+    permission: "admin",
+    status: 200,
+  },
 ];
 
 interface Fixtures {
