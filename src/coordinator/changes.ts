@@ -5,7 +5,7 @@ import { upsertKey, upsertRotation, upsertVersion } from "../store/keys";
 import { projectVersion, writeProjection } from "../store/kv-index";
 import type { KeyState, Rotation } from "./key-state";
 import type { Limits } from "./limits";
-import type { DomainEvent } from "./rotation-machine";
+import { revokeKey, rollbackRotation, type DomainEvent, type Transition } from "./rotation-machine";
 
 /**
  * Turning a transition into storage writes: the D1 statements (rows that changed plus one
@@ -110,4 +110,51 @@ export function limitsOf(state: KeyState, consumer: Consumer | null): Limits {
     rateLimit: state.key.rateLimit ?? consumer?.rateLimit ?? null,
     monthlyQuota: consumer?.monthlyQuota ?? null,
   };
+}
+
+/**
+ * Whether a D1 batch that threw was committed after all. A batch is one transaction, so its
+ * audit row (`marker`) is there exactly when every other row of it is. Throws when D1 cannot
+ * answer either: the outcome is then unknown.
+ */
+export async function writeLanded(db: D1Database, marker: string): Promise<boolean> {
+  const row = await db
+    .prepare("SELECT 1 AS found FROM audit_events WHERE id = ?")
+    .bind(marker)
+    .first();
+  return row !== null;
+}
+
+/** Runs `work` up to `attempts` times, waiting a little longer before each new try. */
+export async function withRetries<T>(attempts: number, work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * 4 ** (attempt - 1)));
+    }
+  }
+}
+
+/**
+ * The transition that withdraws a version D1 holds but whose secret never reached a client
+ * (the response that would have carried it failed): its rotation is rolled back, or a key
+ * whose only secret it is gets revoked. Null when nothing is to be done: the key has moved on
+ * (the rotation ended, or the key was rotated since), and its next rotation retires it.
+ */
+export function withdrawUnissued(
+  state: KeyState,
+  unissued: { version: number; rotationId: string | null },
+  now: number,
+): Transition | null {
+  if (unissued.rotationId !== null) {
+    return state.rotation?.id === unissued.rotationId
+      ? rollbackRotation(state, unissued.rotationId, now)
+      : null;
+  }
+  if (state.key.status === "active" && state.key.currentVersion === unissued.version) {
+    return revokeKey(state, "never issued: storage failed while the key was created", now);
+  }
+  return null;
 }

@@ -12,8 +12,17 @@ import {
   getRotation,
   openRotationsOfConsumer,
 } from "../store/keys";
-import { projectVersion, type SecretRecord } from "../store/kv-index";
-import { auditEventsFor, limitsOf, projectKey, statementsFor, touchedVersions } from "./changes";
+import { projectVersion, writeProjection, type SecretRecord } from "../store/kv-index";
+import {
+  auditEventsFor,
+  limitsOf,
+  projectKey,
+  statementsFor,
+  touchedVersions,
+  withdrawUnissued,
+  withRetries,
+  writeLanded,
+} from "./changes";
 import { grant, monthWindow, rateWindow, type Grant, type Limits } from "./limits";
 import type { KeyState, KeyVersion, RateLimit, Rotation } from "./key-state";
 import { ok, refuse, type Result } from "./result";
@@ -51,6 +60,15 @@ import {
   type UsageReport,
   type VersionUsage,
 } from "./usage-store";
+import {
+  addUnconfirmed,
+  createUnconfirmedTable,
+  deferUnconfirmed,
+  dropUnconfirmed,
+  nextUnconfirmedAt,
+  unconfirmedSecrets,
+  type UnconfirmedSecret,
+} from "./unconfirmed-secrets";
 
 export interface ConsumerInput {
   name: string;
@@ -101,9 +119,35 @@ export interface RotationUsage {
 
 const SYSTEM: AuditContext = { actor: "system", requestId: null };
 const USAGE_ROLLUP_MS = 60_000;
+/** Tries at a KV write before it is left to the alarm (waiting 50 ms, then 200 ms). */
+const KV_ATTEMPTS = 3;
+/** When an alarm step failed (D1 down), the alarm runs again this much later. */
+const ALARM_RETRY_MS = 5_000;
 
-/** Raised when D1 refuses a write; the caller answers 503 and nothing was changed. */
-class StorageError extends Error {}
+/**
+ * A D1 write that did not land (`landed: false`), or that may have (`"unknown"`: D1 threw and
+ * could not be asked afterwards). The caller answers 503; the keys the write touched are
+ * queued for a full projection, so KV follows whatever D1 ends up holding.
+ */
+class WriteFailed extends Error {
+  constructor(
+    readonly landed: false | "unknown",
+    /** the database refused a second open rotation of the key */
+    readonly rotationInProgress: boolean,
+    cause: unknown,
+  ) {
+    super(`D1 write failed (${landed === false ? "not committed" : "outcome unknown"})`, {
+      cause,
+    });
+  }
+}
+
+/** KV refused the record of a secret about to be issued: nothing was written to D1. */
+class ProjectionFailed extends Error {}
+
+function log(event: Record<string, unknown>): void {
+  console.error(JSON.stringify(event));
+}
 
 /**
  * One instance per consumer. Every change to the consumer's keys goes through it, one at a
@@ -119,6 +163,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     super(ctx, env);
     createUsageTables(ctx.storage.sql);
     createCounterTable(ctx.storage.sql);
+    createUnconfirmedTable(ctx.storage.sql);
   }
 
   #consumer: Consumer | null = null;
@@ -173,71 +218,202 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     };
   }
 
-  async #batch(statements: D1PreparedStatement[]): Promise<void> {
+  /**
+   * Writes one D1 batch (one transaction). D1 can throw after committing (the answer was
+   * lost), so a failure is checked against `marker`, the id of an audit row in the batch: a
+   * batch that landed all the same returns normally. Otherwise this throws `WriteFailed`,
+   * after queueing a full projection of `keyIds` (the alarm then makes KV match D1, whichever
+   * way the write went).
+   */
+  async #write(
+    statements: D1PreparedStatement[],
+    marker: string | null,
+    keyIds: string[],
+    now: number,
+  ): Promise<void> {
     if (statements.length === 0) return;
     try {
       await this.env.DB.batch(statements);
+      return;
     } catch (error) {
       this.#states.clear();
-      const message = (error as Error).message ?? "";
+      this.#consumer = null;
+      const message = String((error as Error | undefined)?.message ?? error);
       if (message.includes("UNIQUE constraint failed: rotations.key_id")) {
-        throw new StorageError("rotation_in_progress");
+        throw new WriteFailed(false, true, error);
       }
-      throw error;
+      let landed: boolean | "unknown" = "unknown";
+      if (marker !== null) landed = await writeLanded(this.env.DB, marker).catch(() => "unknown");
+      log({ event: "d1_write_failed", landed, keyIds, error: message });
+      if (landed === true) return;
+      for (const keyId of keyIds) queueProjection(this.ctx.storage.sql, keyId, now);
+      await this.#scheduleAlarm();
+      throw new WriteFailed(landed, false, error);
     }
   }
 
-  /** Writes a transition: D1 first (rows and audit, atomically), then the KV projection. */
+  /**
+   * Writes a transition: D1 first (rows and audit, atomically), then the KV projection. A
+   * transition that issues a secret (`issued`: the new version) writes that version's KV
+   * record first: the client may use the secret the moment it has it, and a KV miss would be
+   * cached at the edge for a minute. If KV refuses, nothing is written to D1 and the caller
+   * answers 503; if D1 then fails, the record is withdrawn (see unconfirmed-secrets.ts).
+   */
   async #commit(
     before: KeyState | null,
     transition: Extract<Transition, { ok: true }>,
     audit: AuditContext,
     now: number,
-    extra: D1PreparedStatement[] = [],
+    issued?: KeyVersion,
   ): Promise<void> {
     const { state, rotations } = transition;
+    const sql = this.ctx.storage.sql;
     const events = auditEventsFor(state, transition.events, audit, now);
-    await this.#batch([...statementsFor(this.env.DB, before, state, rotations, events), ...extra]);
+    const marker = events[0]?.id ?? null;
+    if (issued) {
+      if (marker === null) throw new Error("a transition that issues a secret must be audited");
+      addUnconfirmed(
+        sql,
+        {
+          secretHash: issued.secretHash,
+          keyId: state.key.id,
+          version: issued.version,
+          rotationId: rotations.find((r) => r.toVersion === issued.version)?.id ?? null,
+          marker,
+        },
+        now,
+      );
+      try {
+        const consumer = await this.#loadConsumer(state.key.consumerId);
+        const projection = projectVersion(
+          state.key,
+          issued,
+          state.rotation,
+          now,
+          limitsOf(state, consumer),
+        );
+        await withRetries(KV_ATTEMPTS, () =>
+          writeProjection(this.env.KEYS, issued.secretHash, projection),
+        );
+      } catch (error) {
+        log({ event: "projection_failed", keyId: state.key.id, error: String(error) });
+        // the put may have landed: the alarm removes the record of a secret never issued
+        deferUnconfirmed(sql, issued.secretHash, now);
+        await this.#scheduleAlarm();
+        throw new ProjectionFailed("KV refused the new secret's record", { cause: error });
+      }
+    }
+    try {
+      await this.#write(
+        statementsFor(this.env.DB, before, state, rotations, events),
+        marker,
+        [state.key.id],
+        now,
+      );
+    } catch (error) {
+      if (issued) {
+        deferUnconfirmed(sql, issued.secretHash, now);
+        if (error instanceof WriteFailed && error.landed === false) {
+          // never issued: drop its record now (the alarm checks again and retries)
+          await writeProjection(this.env.KEYS, issued.secretHash, {
+            record: null,
+            expiration: null,
+          }).catch(() => undefined);
+        }
+        await this.#scheduleAlarm();
+      }
+      throw error;
+    }
+    if (issued) dropUnconfirmed(sql, issued.secretHash);
     this.#states.set(state.key.id, state);
     for (const rotation of rotations) {
       if (rotation.state === "in_progress") {
-        saveBaseline(this.ctx.storage.sql, rotation.id, rotation.keyId, rotation.fromVersion);
+        saveBaseline(sql, rotation.id, rotation.keyId, rotation.fromVersion);
       }
     }
-    await this.#project(state, now, touchedVersions(before, state, rotations));
+    const touched = touchedVersions(before, state, rotations).filter((v) => v !== issued?.version);
+    await this.#project(state, now, touched);
     await this.#scheduleAlarm();
   }
 
   /**
-   * Projects to KV; a failure is queued for the alarm instead of failing the change. A key
-   * already queued is projected whole, and leaves the queue only when that succeeds.
+   * Projects to KV, trying a few times; a failure is queued for the alarm instead of failing
+   * the change, which D1 already holds. A key already queued is projected whole, and leaves
+   * the queue only when that succeeds. Answers whether KV now matches.
    */
-  async #project(state: KeyState, now: number, versions?: number[]): Promise<void> {
-    const queued = isQueued(this.ctx.storage.sql, state.key.id);
+  async #project(
+    state: KeyState,
+    now: number,
+    versions?: number[],
+    attempts = KV_ATTEMPTS,
+  ): Promise<boolean> {
+    const sql = this.ctx.storage.sql;
+    const queued = isQueued(sql, state.key.id);
     try {
       const consumer = await this.#loadConsumer(state.key.consumerId);
-      await projectKey(
-        this.env.KEYS,
-        state,
-        limitsOf(state, consumer),
-        now,
-        queued ? undefined : versions,
+      const limits = limitsOf(state, consumer);
+      await withRetries(attempts, () =>
+        projectKey(this.env.KEYS, state, limits, now, queued ? undefined : versions),
       );
-      if (queued) dropProjection(this.ctx.storage.sql, state.key.id);
+      if (queued) dropProjection(sql, state.key.id);
+      return true;
     } catch (error) {
-      console.error(
-        JSON.stringify({ event: "projection_failed", keyId: state.key.id, error: String(error) }),
-      );
-      queueProjection(this.ctx.storage.sql, state.key.id, now);
+      log({ event: "projection_failed", keyId: state.key.id, error: String(error) });
+      queueProjection(sql, state.key.id, now);
+      return false;
     }
   }
 
-  async #scheduleAlarm(): Promise<void> {
+  /** Projects, fresh from D1, those of `keyIds` that wait in the projection queue. */
+  async #projectQueued(keyIds: string[], now: number): Promise<void> {
+    for (const keyId of keyIds) {
+      if (!isQueued(this.ctx.storage.sql, keyId)) continue;
+      this.#states.delete(keyId);
+      const state = await this.#load(keyId);
+      if (state) await this.#project(state, now);
+      else dropProjection(this.ctx.storage.sql, keyId);
+    }
+  }
+
+  /**
+   * Settles secrets whose KV record was written before a D1 write that failed: one that D1
+   * does not hold loses its KV record; one that D1 holds although its secret never reached a
+   * client is withdrawn (its rotation rolled back, or a new key revoked), so the client's
+   * retry is not refused and no version nobody holds stays live. A check D1 cannot answer
+   * waits for the next alarm.
+   */
+  async #confirmIssues(rows: UnconfirmedSecret[], now: number): Promise<void> {
+    const sql = this.ctx.storage.sql;
+    for (const row of rows) {
+      try {
+        if (await writeLanded(this.env.DB, row.marker)) {
+          this.#states.delete(row.keyId);
+          const state = await this.#load(row.keyId);
+          const withdrawal = state ? withdrawUnissued(state, row, now) : null;
+          if (state && withdrawal?.ok) {
+            log({ event: "unissued_version_withdrawn", keyId: row.keyId, version: row.version });
+            await this.#commit(this.#withLiveUsage(state), withdrawal, SYSTEM, now);
+          }
+        } else {
+          await writeProjection(this.env.KEYS, row.secretHash, { record: null, expiration: null });
+        }
+        dropUnconfirmed(sql, row.secretHash);
+      } catch (error) {
+        log({ event: "unconfirmed_secret_check_failed", keyId: row.keyId, error: String(error) });
+        deferUnconfirmed(sql, row.secretHash, now);
+      }
+    }
+  }
+
+  /** Sets the alarm to the earliest work due (`retryAt`: a failed alarm step's next try). */
+  async #scheduleAlarm(retryAt: number | null = null): Promise<void> {
     const consumerId = this.#consumerId();
     if (!consumerId) return;
-    const candidates: number[] = [];
+    const candidates: number[] = retryAt === null ? [] : [retryAt];
     const projection = nextProjectionAt(this.ctx.storage.sql);
     if (projection !== null) candidates.push(projection);
+    const unconfirmed = nextUnconfirmedAt(this.ctx.storage.sql);
+    if (unconfirmed !== null) candidates.push(unconfirmed);
     for (const state of this.#states.values()) {
       if (state.key.consumerId !== consumerId) continue;
       const at = nextDeadline(this.#withLiveUsage(state));
@@ -246,7 +422,8 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     if (pendingHours(this.ctx.storage.sql).length > 0)
       candidates.push(Date.now() + USAGE_ROLLUP_MS);
     if (candidates.length === 0) return;
-    const wanted = Math.min(...candidates);
+    // work already due (a queued retry) runs at once
+    const wanted = Math.max(Math.min(...candidates), Date.now());
     const current = await this.ctx.storage.getAlarm();
     if (current === null || wanted < current) await this.ctx.storage.setAlarm(wanted);
   }
@@ -260,6 +437,10 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   ): Promise<Result<KeyState & { changed: Rotation[] }>> {
     this.#remember(consumerId);
     return this.#serial(async () => {
+      const sql = this.ctx.storage.sql;
+      // an earlier call's secret that may be half-issued is settled before anything else
+      const pending = unconfirmedSecrets(sql, { keyId });
+      if (pending.length > 0) await this.#confirmIssues(pending, Date.now());
       const loaded = await this.#load(keyId);
       if (!loaded || loaded.key.consumerId !== consumerId)
         return refuse("not_found", "no such key");
@@ -272,12 +453,17 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         transition.rotations.length === 0 &&
         JSON.stringify(before) === JSON.stringify(transition.state)
       ) {
+        // nothing to write, but a retry after a failure must still leave KV matching D1
+        if (isQueued(sql, keyId)) await this.#project(transition.state, now);
         return ok({ ...transition.state, changed: [] });
       }
+      const issued = transition.state.versions.find(
+        (v) => !before.versions.some((b) => b.version === v.version),
+      );
       try {
-        await this.#commit(before, transition, audit, now);
+        await this.#commit(before, transition, audit, now, issued);
       } catch (error) {
-        if (error instanceof StorageError)
+        if (error instanceof WriteFailed && error.rotationInProgress)
           return refuse("rotation_in_progress", "a rotation of this key is in progress");
         throw error;
       }
@@ -306,7 +492,12 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         { consumerId: id, keyId: null, target: `consumer:${id}` },
         { name: input.name },
       );
-      await this.#batch([upsertConsumer(this.env.DB, consumer), insertAudit(this.env.DB, event)]);
+      await this.#write(
+        [upsertConsumer(this.env.DB, consumer), insertAudit(this.env.DB, event)],
+        event.id,
+        [],
+        now,
+      );
       this.#consumer = consumer;
       return consumer;
     });
@@ -330,15 +521,26 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         { consumerId: id, keyId: null, target: `consumer:${id}` },
         { fields: Object.keys(patch).filter((f) => patch[f as keyof ConsumerInput] !== undefined) },
       );
-      await this.#batch([upsertConsumer(this.env.DB, next), insertAudit(this.env.DB, event)]);
+      // the edge reads limits from each key's KV record
+      const limitsChanged = patch.rateLimit !== undefined || patch.monthlyQuota !== undefined;
+      const keyIds = limitsChanged ? await getConsumerKeyIds(this.env.DB, id) : [];
+      await this.#write(
+        [upsertConsumer(this.env.DB, next), insertAudit(this.env.DB, event)],
+        event.id,
+        keyIds,
+        now,
+      );
       this.#consumer = next;
-      if (patch.rateLimit !== undefined || patch.monthlyQuota !== undefined) {
-        // the edge reads limits from each key's KV record
-        for (const keyId of await getConsumerKeyIds(this.env.DB, id)) {
-          const state = await this.#load(keyId);
-          if (state && state.key.status === "active") await this.#project(state, now);
-        }
+      let attempts = KV_ATTEMPTS;
+      for (const keyId of keyIds) {
+        // the change is in D1: a key that cannot be projected now is left to the alarm
+        const state = await this.#load(keyId).catch(() => undefined);
+        if (state === undefined) queueProjection(this.ctx.storage.sql, keyId, now);
+        else if (state?.key.status !== "active") continue;
+        // once KV has failed, the other keys go straight to the queue
+        else if (!(await this.#project(state, now, undefined, attempts))) attempts = 1;
       }
+      await this.#scheduleAlarm();
       return ok(next);
     });
   }
@@ -351,7 +553,12 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     this.#remember(id);
     return this.#serial(async () => {
       const current = await getConsumer(this.env.DB, id);
-      if (!current || current.status !== "active") return refuse("not_found", "no such consumer");
+      if (!current || current.status !== "active") {
+        // a retry of a delete that landed although it failed: finish what it left queued
+        if (current)
+          await this.#projectQueued(await getConsumerKeyIds(this.env.DB, id), Date.now());
+        return refuse("not_found", "no such consumer");
+      }
       const now = Date.now();
       const statements: D1PreparedStatement[] = [];
       const changed: { before: KeyState; after: KeyState; rotations: Rotation[] }[] = [];
@@ -386,11 +593,19 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         }),
         insertAudit(this.env.DB, event),
       );
-      await this.#batch(statements);
+      await this.#write(
+        statements,
+        event.id,
+        changed.map((c) => c.after.key.id),
+        now,
+      );
       this.#consumer = null;
+      let attempts = KV_ATTEMPTS;
       for (const c of changed) {
         this.#states.set(c.after.key.id, c.after);
-        await this.#project(c.after, now, touchedVersions(c.before, c.after, c.rotations));
+        const touched = touchedVersions(c.before, c.after, c.rotations);
+        // once KV has failed, the other keys go straight to the queue
+        if (!(await this.#project(c.after, now, touched, attempts))) attempts = 1;
       }
       await this.#scheduleAlarm();
       return ok({ revokedKeys: changed.map((c) => c.after.key.id) });
@@ -456,6 +671,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         },
         audit,
         now,
+        version,
       );
       return ok({ secret, state, rotation: null });
     });
@@ -711,27 +927,47 @@ export class KeyCoordinator extends DurableObject<Bindings> {
 
   // ---- alarm ---------------------------------------------------------------------------------
 
-  /** Retries projections, ends rotations whose time has come, rolls usage up into D1. */
+  /**
+   * Settles half-issued secrets, retries projections, ends rotations whose time has come,
+   * rolls usage up into D1.
+   */
   override async alarm(): Promise<void> {
     const consumerId = this.#consumerId();
     if (!consumerId) return;
     const now = Date.now();
-    try {
-      for (const keyId of dueProjections(this.ctx.storage.sql, now)) {
-        await this.#serial(async () => {
-          this.#states.delete(keyId);
-          const state = await this.#load(keyId);
-          if (state) await this.#project(state, now);
-          else dropProjection(this.ctx.storage.sql, keyId);
-        });
+    const sql = this.ctx.storage.sql;
+    // each step runs even when another fails: a D1 outage must not hold back KV retries
+    let failed = false;
+    const step = async (name: string, work: () => Promise<void>) => {
+      try {
+        await work();
+      } catch (error) {
+        failed = true;
+        log({ event: "alarm_step_failed", step: name, error: String(error) });
       }
+    };
+    await step("unconfirmed_secrets", async () => {
+      const due = unconfirmedSecrets(sql, { dueAt: now });
+      if (due.length > 0) await this.#serial(() => this.#confirmIssues(due, now));
+    });
+    for (const keyId of dueProjections(sql, now)) {
+      await this.#serial(async () => {
+        try {
+          await this.#projectQueued([keyId], now);
+        } catch (error) {
+          // D1 could not say what KV should hold: back off and try again
+          log({ event: "projection_retry_failed", keyId, error: String(error) });
+          queueProjection(sql, keyId, now);
+        }
+      });
+    }
+    await step("rotations", async () => {
       for (const rotation of await openRotationsOfConsumer(this.env.DB, consumerId)) {
         await this.#change(consumerId, rotation.keyId, SYSTEM, (s, at) => settle(s, at));
       }
-      await this.#rollUpUsage();
-    } finally {
-      await this.#scheduleAlarm();
-    }
+    });
+    await step("usage", () => this.#rollUpUsage());
+    await this.#scheduleAlarm(failed ? now + ALARM_RETRY_MS : null);
   }
 
   async #rollUpUsage(): Promise<void> {
