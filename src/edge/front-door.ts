@@ -10,6 +10,7 @@ import { limiter, type Admission } from "./limiter";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
 import { verifyCredential } from "./verify";
+import { ASSERTION_HEADER } from "../origin/assertion-format.js";
 import { assertionFor } from "../tokens/assertion";
 
 /** Admission against the key's limits; a coordinator that cannot be reached fails closed. */
@@ -111,7 +112,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
       }
     }
     const upstream = upstreamRequest(request, config.originUrl, identity, requestId);
-    if (assertion) upstream.headers.set("X-Keygate-Assertion", assertion);
+    if (assertion) upstream.headers.set(ASSERTION_HEADER, assertion);
     try {
       response = await fetch(upstream);
     } catch (error) {

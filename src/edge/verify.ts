@@ -3,6 +3,7 @@ import type { Bindings } from "../env";
 import { KeygateError } from "../errors";
 import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
+import { grantsScope } from "../keys/scopes";
 import { readSecretRecord, type SecretRecord } from "../store/kv-index";
 import { blockedUntil, recordFailure } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
@@ -111,6 +112,34 @@ export async function verifyCredential(
     });
   }
   const fresh = judgeRecord(current, options.now ?? Date.now());
-  // the token's own claims (scopes it was narrowed to, its expiry) still apply
-  return fresh.ok ? verdict : fresh;
+  if (!fresh.ok) return fresh;
+  // the token's own claims still bound it (scopes it was narrowed to, its expiry), but never
+  // beyond what the key holds now: scopes narrowed since it was issued apply at once, and so
+  // do the key's current limits
+  return {
+    ok: true,
+    record: {
+      ...fresh.record,
+      scopes: intersectScopes(record.scopes, fresh.record.scopes),
+      expiresAt: earliest(record.expiresAt, fresh.record.expiresAt),
+    },
+    deprecation: fresh.deprecation,
+  };
+}
+
+function earliest(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null ? a : Math.min(a, b);
+}
+
+/**
+ * The scopes both lists grant, wildcards included: a token's `prices:read` survives a key
+ * that now holds `prices:*`, and a token's `prices:*` narrows to the key's `prices:read`.
+ */
+export function intersectScopes(token: readonly string[], key: readonly string[]): string[] {
+  const kept = new Set<string>();
+  for (const scope of token) {
+    if (grantsScope(key, scope)) kept.add(scope);
+    else for (const held of key) if (grantsScope([scope], held)) kept.add(held);
+  }
+  return [...kept];
 }

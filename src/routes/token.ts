@@ -8,7 +8,7 @@ import { KeygateError } from "../errors";
 import { newId } from "../keys/random";
 import { grantsScope, SCOPE_PATTERN } from "../keys/scopes";
 import { ACCESS_TOKEN_TYPE, looksLikeJwt } from "../tokens/access-token";
-import { signerOf } from "../tokens/token-signer";
+import { signerOf, type SignedToken } from "../tokens/token-signer";
 import { managementRouter } from "./router";
 import { jsonBody, jsonResponse, problemResponses } from "./schemas";
 
@@ -65,9 +65,11 @@ tokenRoutes.openapi(token, async (c) => {
   });
   if (!verdict.ok) throw new KeygateError(verdict.code);
   const { record } = verdict;
-  const input = c.req.valid("json") as z.infer<typeof TokenRequestSchema>;
+  const input = c.req.valid("json") as z.infer<typeof TokenRequestSchema> | undefined;
   const requested =
-    input.scope === undefined ? record.scopes : input.scope.split(" ").filter(Boolean);
+    input?.scope === undefined
+      ? [...new Set(record.scopes)]
+      : [...new Set(input.scope.split(" ").filter(Boolean))];
   for (const scope of requested) {
     if (!SCOPE_PATTERN.test(scope)) {
       throw new KeygateError("validation_failed", { detail: `"${scope}" is not a scope.` });
@@ -81,44 +83,49 @@ tokenRoutes.openapi(token, async (c) => {
       });
     }
   }
-  const now = Date.now();
+  // the token never outlives the key version: its expiry, or the end of its grace window
   const ends = [record.expiresAt, record.graceUntil].filter((at): at is number => at !== null);
-  const left = ends.length ? Math.floor((Math.min(...ends) - now) / 1000) : Infinity;
-  const ttl = Math.max(
-    1,
-    Math.min(input.expiresIn ?? config.tokens.ttlSeconds, config.tokens.maxTtlSeconds, left),
-  );
-  const admission = await admitOrFailClosed(c.env, c.executionCtx, record, now);
-  if (!admission.ok) throw new KeygateError(admission.code, { headers: admission.headers });
-  countUse(c.env, c.executionCtx, record, now);
-  let accessToken: string;
+  const notAfter = ends.length ? Math.floor(Math.min(...ends) / 1000) : undefined;
+  if (notAfter !== undefined && notAfter <= Math.floor(Date.now() / 1000)) {
+    throw new KeygateError("key_expired");
+  }
+  const ttl = Math.min(input?.expiresIn ?? config.tokens.ttlSeconds, config.tokens.maxTtlSeconds);
+  const scope = requested.join(" ");
+  let signed: SignedToken;
   try {
-    accessToken = await signerOf(c.env).sign({
+    signed = await signerOf(c.env).sign({
       claims: {
         iss: config.tokens.issuer,
         aud: config.tokens.audience,
         sub: record.keyId,
         cid: record.consumerId,
         ver: record.version,
-        scope: requested.join(" "),
+        scope,
         rl: record.rateLimit,
         mq: record.monthlyQuota,
         jti: newId("tok"),
       },
       typ: ACCESS_TOKEN_TYPE,
       ttlSeconds: ttl,
+      ...(notAfter !== undefined ? { notAfter } : {}),
     });
   } catch (error) {
     console.error(JSON.stringify({ event: "token_sign_failed", error: String(error) }));
     throw new KeygateError("unavailable", { detail: "Token signing is unavailable; try again." });
   }
+  // charged only once the token exists: a signer failure costs the client nothing
+  const now = Date.now();
+  const admission = await admitOrFailClosed(c.env, c.executionCtx, record, now);
+  if (!admission.ok) throw new KeygateError(admission.code, { headers: admission.headers });
+  countUse(c.env, c.executionCtx, record, now);
+  for (const [name, value] of Object.entries(admission.headers)) c.header(name, value);
   c.header("Cache-Control", "no-store");
   return c.json(
     {
-      access_token: accessToken,
+      access_token: signed.token,
       token_type: "Bearer" as const,
-      expires_in: ttl,
-      scope: requested.join(" "),
+      expires_in: signed.expiresAt - signed.issuedAt,
+      scope,
     },
     200,
   );

@@ -4,21 +4,20 @@ import type { RateLimit } from "../coordinator/key-state";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
 import type { Verdict } from "../edge/verdict";
+import {
+  CLOCK_TOLERANCE_SECONDS,
+  MAX_JWT_LENGTH,
+  SIGNING_ALGORITHMS,
+} from "../origin/assertion-format.js";
 import { verificationKey } from "./jwks-cache";
-import { CLOCK_TOLERANCE_SECONDS } from "./token-signer";
 
-/** `typ` of Keygate access tokens (RFC 9068) and of origin assertions. */
+/** `typ` of Keygate access tokens (RFC 9068). Origin assertions have their own. */
 export const ACCESS_TOKEN_TYPE = "at+jwt";
-export const ASSERTION_TYPE = "keygate-assertion+jwt";
-/** Signature algorithms Keygate accepts; anything else (none, HS256, RS256 …) is refused. */
-export const ALLOWED_ALGORITHMS = ["ES256", "EdDSA"];
-/** The longest token read at all; longer ones are refused before parsing. */
-export const MAX_TOKEN_LENGTH = 4096;
 /** Header members that would let a token choose its own key: refused outright. */
 const FORBIDDEN_HEADERS = ["jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit", "enc", "zip"];
 const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
-/** The claims of a Keygate access token. */
+/** The claims of a Keygate access token (README, "Tokens", lists them). */
 export interface AccessTokenClaims extends JWTPayload {
   sub: string;
   /** consumer id */
@@ -50,7 +49,7 @@ export async function verifyAccessToken(
   config: Config,
   token: string,
 ): Promise<Verdict> {
-  if (token.length > MAX_TOKEN_LENGTH || !JWS_SHAPE.test(token)) return INVALID;
+  if (token.length > MAX_JWT_LENGTH || !JWS_SHAPE.test(token)) return INVALID;
   let header;
   try {
     header = decodeProtectedHeader(token);
@@ -58,7 +57,7 @@ export async function verifyAccessToken(
     return INVALID;
   }
   if (FORBIDDEN_HEADERS.some((name) => name in header)) return INVALID;
-  if (typeof header.alg !== "string" || !ALLOWED_ALGORITHMS.includes(header.alg)) return INVALID;
+  if (typeof header.alg !== "string" || !SIGNING_ALGORITHMS.includes(header.alg)) return INVALID;
   if (typeof header.kid !== "string" || header.typ !== ACCESS_TOKEN_TYPE) return INVALID;
   const key = await verificationKey(env, header.kid);
   if (!key || key.alg !== header.alg) return INVALID;

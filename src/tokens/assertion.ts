@@ -1,21 +1,21 @@
 import type { Config } from "../config";
 import type { Bindings } from "../env";
+import { ASSERTION_TTL_SECONDS, ASSERTION_TYPE } from "../origin/assertion-format.js";
 import type { SecretRecord } from "../store/kv-index";
-import { ASSERTION_TYPE } from "./access-token";
 import { signerOf } from "./token-signer";
 
 /**
  * `X-Keygate-Assertion`: a short-lived JWT, signed by the signer, that tells the origin who
- * Keygate verified (audience: the origin). An isolate reuses an assertion for one identity for
- * `REUSE_MS` (it lives `TTL_SECONDS`), so the signer is asked about once a minute per key and
- * isolate, never per request.
+ * Keygate verified (audience: the origin). An isolate reuses an assertion for one identity
+ * and origin for `REUSE_MS` (it lives `ASSERTION_TTL_SECONDS`), so the signer is asked about
+ * once a minute per key and isolate, never per request.
  */
-export const TTL_SECONDS = 120;
 const REUSE_MS = 60_000;
 const MAX_ENTRIES = 10_000;
 
-const cache = new Map<string, { token: string; until: number }>();
+const cache = new Map<string, { token: string; kid: string; until: number }>();
 
+/** The audience of assertions for an origin: its scheme, host and port. */
 export function assertionAudience(originUrl: string): string {
   return new URL(originUrl).origin;
 }
@@ -27,22 +27,33 @@ export async function assertionFor(
   record: SecretRecord,
   now: number,
 ): Promise<string> {
-  const id = `${record.keyId}:${record.version}:${record.scopes.join(" ")}`;
+  const audience = assertionAudience(originUrl);
+  const scope = record.scopes.join(" ");
+  const id = JSON.stringify([audience, record.keyId, record.version, record.consumerId, scope]);
   const hit = cache.get(id);
   if (hit && hit.until > now) return hit.token;
-  const token = await signerOf(env).sign({
+  const signed = await signerOf(env).sign({
     claims: {
       iss: config.tokens.issuer,
-      aud: assertionAudience(originUrl),
+      aud: audience,
       sub: record.keyId,
       cid: record.consumerId,
       ver: record.version,
-      scope: record.scopes.join(" "),
+      scope,
     },
     typ: ASSERTION_TYPE,
-    ttlSeconds: TTL_SECONDS,
+    ttlSeconds: ASSERTION_TTL_SECONDS,
   });
   if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-  cache.set(id, { token, until: now + REUSE_MS });
-  return token;
+  cache.set(id, { token: signed.token, kid: signed.kid, until: now + REUSE_MS });
+  return signed.token;
+}
+
+/**
+ * Drops this isolate's assertions signed by the given keys (an emergency rotation dropped
+ * them), or every assertion when no kid is given.
+ */
+export function forgetAssertions(kids?: readonly string[]): void {
+  if (kids === undefined) return cache.clear();
+  for (const [id, entry] of cache) if (kids.includes(entry.kid)) cache.delete(id);
 }

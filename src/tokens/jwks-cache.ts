@@ -1,47 +1,86 @@
 import { importJWK, type JWK } from "jose";
 import type { Bindings } from "../env";
 import { KeygateError } from "../errors";
+import { SIGNING_ALGORITHMS } from "../origin/assertion-format.js";
+import { JWKS_CACHE_TTL_MS, JWKS_RELOAD_MIN_MS } from "./propagation";
 import { JWKS_KV_KEY, signerOf } from "./token-signer";
 
 /**
- * The public signing keys, cached in the isolate: one KV read per isolate per `TTL_MS`, not
- * one per token. A token naming a kid this isolate does not know triggers one early reload,
- * at most every `RELOAD_MIN_MS`.
+ * The public signing keys, cached in the isolate: one KV read per isolate per
+ * `JWKS_CACHE_TTL_MS`, not one per token. A token naming a kid this isolate does not know
+ * triggers one early reload, at most every `JWKS_RELOAD_MIN_MS`, straight from the signer
+ * (KV may still serve an older copy for a minute; the signer never does). Concurrent loads
+ * share one read.
  */
-export const TTL_MS = 60_000;
-const RELOAD_MIN_MS = 5_000;
+
+export interface VerificationKey {
+  alg: string;
+  key: CryptoKey | Uint8Array;
+}
 
 interface Cache {
   jwks: { keys: JWK[] };
-  keys: Map<string, { alg: string; key: CryptoKey | Uint8Array }>;
+  keys: Map<string, VerificationKey>;
   loadedAt: number;
 }
 
 let cache: Cache | null = null;
+let loading: Promise<Cache> | null = null;
+let lastReloadAt = 0;
 
-async function load(env: Bindings, now: number): Promise<Cache> {
-  let jwks: { keys: JWK[] } | null;
+/** Imports every usable key; a key that cannot be imported is skipped and logged. */
+async function importAll(jwks: { keys?: unknown }, now: number): Promise<Cache> {
+  const keys = new Map<string, VerificationKey>();
+  const published: JWK[] = [];
+  for (const jwk of Array.isArray(jwks.keys) ? (jwks.keys as JWK[]) : []) {
+    const kid = typeof jwk?.kid === "string" ? jwk.kid : null;
+    try {
+      if (kid === null || typeof jwk.alg !== "string" || !SIGNING_ALGORITHMS.includes(jwk.alg)) {
+        throw new Error("no kid, or an algorithm Keygate does not sign with");
+      }
+      keys.set(kid, { alg: jwk.alg, key: await importJWK(jwk, jwk.alg) });
+      published.push(jwk);
+    } catch (error) {
+      console.error(JSON.stringify({ event: "jwks_key_skipped", kid, error: String(error) }));
+    }
+  }
+  return { jwks: { keys: published }, keys, loadedAt: now };
+}
+
+async function read(env: Bindings, fromSigner: boolean): Promise<{ keys?: unknown }> {
+  if (!fromSigner) {
+    const stored = await env.KEYS.get<{ keys?: unknown }>(JWKS_KV_KEY, "json");
+    if (stored !== null) return stored;
+    // first use anywhere, or KV has not caught up: the signer creates and publishes the ring
+  }
+  return signerOf(env).jwks();
+}
+
+function load(env: Bindings, now: number, fromSigner: boolean): Promise<Cache> {
+  loading ??= (async () => {
+    try {
+      cache = await importAll(await read(env, fromSigner), now);
+      return cache;
+    } finally {
+      loading = null;
+    }
+  })();
+  return loading;
+}
+
+async function fresh(env: Bindings, now: number): Promise<Cache> {
+  if (cache && now - cache.loadedAt < JWKS_CACHE_TTL_MS) return cache;
   try {
-    jwks = await env.KEYS.get<{ keys: JWK[] }>(JWKS_KV_KEY, "json");
-    // first use anywhere: the signer creates the ring and publishes it
-    jwks ??= (await signerOf(env).jwks()) as { keys: JWK[] };
+    return await load(env, now, false);
   } catch (error) {
     console.error(JSON.stringify({ event: "jwks_load_failed", error: String(error) }));
     throw new KeygateError("unavailable", { detail: "Signing keys are unavailable; try again." });
   }
-  const keys = new Map<string, { alg: string; key: CryptoKey | Uint8Array }>();
-  for (const jwk of jwks.keys) {
-    if (typeof jwk.kid !== "string" || typeof jwk.alg !== "string") continue;
-    keys.set(jwk.kid, { alg: jwk.alg, key: await importJWK(jwk, jwk.alg) });
-  }
-  cache = { jwks, keys, loadedAt: now };
-  return cache;
 }
 
-/** The public JWKS as published. */
+/** The public JWKS as published (keys this isolate could not import left out). */
 export async function currentJwks(env: Bindings, now = Date.now()): Promise<{ keys: JWK[] }> {
-  if (!cache || now - cache.loadedAt >= TTL_MS) await load(env, now);
-  return cache!.jwks;
+  return (await fresh(env, now)).jwks;
 }
 
 /** The verification key for `kid`, or null when no published key has that id. */
@@ -49,15 +88,26 @@ export async function verificationKey(
   env: Bindings,
   kid: string,
   now = Date.now(),
-): Promise<{ alg: string; key: CryptoKey | Uint8Array } | null> {
-  let current = cache && now - cache.loadedAt < TTL_MS ? cache : await load(env, now);
-  if (!current.keys.has(kid) && now - current.loadedAt >= RELOAD_MIN_MS) {
-    current = await load(env, now);
+): Promise<VerificationKey | null> {
+  let current = await fresh(env, now);
+  if (
+    !current.keys.has(kid) &&
+    now - current.loadedAt >= JWKS_RELOAD_MIN_MS &&
+    now - lastReloadAt >= JWKS_RELOAD_MIN_MS
+  ) {
+    lastReloadAt = now;
+    try {
+      current = await load(env, now, true);
+    } catch (error) {
+      // the copy in hand is still good for the kids it has
+      console.error(JSON.stringify({ event: "jwks_reload_failed", kid, error: String(error) }));
+    }
   }
   return current.keys.get(kid) ?? null;
 }
 
-/** Drops the isolate's copy (this isolate rotated the keys). */
+/** Drops the isolate's copy (this isolate rotated the keys, or a test travels in time). */
 export function forgetJwks(): void {
   cache = null;
+  lastReloadAt = 0;
 }
