@@ -1,0 +1,123 @@
+/**
+ * The management API's JSON, as the CLI reads it (the OpenAPI document at
+ * `/_keygate/openapi.json` is the full description; src/routes/schemas.ts defines it).
+ */
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface RateLimit {
+  limit: number;
+  periodSeconds: number;
+}
+
+export interface Consumer {
+  id: string;
+  name: string;
+  metadata: Record<string, unknown> | null;
+  rateLimit: RateLimit | null;
+  monthlyQuota: number | null;
+  webhookUrl: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type VersionStatus = "active" | "grace" | "expired" | "revoked";
+
+export interface KeyVersion {
+  version: number;
+  status: VersionStatus;
+  hint: string;
+  scopes: string[];
+  createdAt: string;
+  expiresAt: string | null;
+  graceUntil: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface VersionUsage {
+  requests: number;
+  lastUsedAt: string | null;
+}
+
+export interface Rotation {
+  id: string;
+  keyId: string;
+  consumerId: string;
+  state: "in_progress" | "completed" | "rolled_back";
+  fromVersion: number;
+  toVersion: number;
+  startedAt: string;
+  graceUntil: string | null;
+  graceStartsOnFirstUse: boolean;
+  completeWhenIdleSeconds: number | null;
+  firstUsedAt: string | null;
+  endedAt: string | null;
+  endReason: string | null;
+  usage?: { old: VersionUsage; new: VersionUsage };
+}
+
+export interface Key {
+  id: string;
+  consumerId: string;
+  name: string | null;
+  metadata: Record<string, unknown> | null;
+  rateLimit: RateLimit | null;
+  status: VersionStatus;
+  version: number;
+  hint: string;
+  scopes: string[];
+  createdAt: string;
+  updatedAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  versions: KeyVersion[];
+  rotation: Rotation | null;
+}
+
+/** A key as issued by create or rotate: the plaintext secret is in `key`, once. */
+export interface IssuedKey extends Key {
+  key: string;
+}
+
+export interface AuditEvent {
+  id: string;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  consumerId: string | null;
+  keyId: string | null;
+  details: Record<string, unknown>;
+  requestId: string | null;
+}
+
+export interface KeyUsage {
+  keyId: string;
+  from: string;
+  to: string;
+  granularity: "hour";
+  total: number;
+  items: { hour: string; requests: number; versions: Record<string, number> }[];
+}
+
+export interface VerifyResult {
+  valid: boolean;
+  code?: string;
+  keyId: string | null;
+  consumerId: string | null;
+  version: number | null;
+  scopes: string[];
+  expiresAt: string | null;
+  graceUntil: string | null;
+  ratelimit?: { policy: string; state: string };
+}
+
+export interface AccessToken {
+  access_token: string;
+  token_type: "Bearer";
+  expires_in: number;
+  scope: string;
+}

@@ -1,0 +1,166 @@
+import { Option, type Command } from "commander";
+import {
+  orNone,
+  parseJsonObject,
+  parsePositiveInt,
+  parseRateLimit,
+  type RateLimit,
+} from "../arguments.js";
+import type { Consumer, Page } from "../api-types.js";
+import { confirmOrRefuse } from "../confirm.js";
+import { contextOf } from "../context.js";
+import { UsageError } from "../errors.js";
+import { cell, fields, note, print, table } from "../output.js";
+import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
+
+const rateLimitText = (rateLimit: RateLimit | null) =>
+  rateLimit ? `${rateLimit.limit}/${rateLimit.periodSeconds}s` : null;
+
+export function consumerFields(consumer: Consumer): string[] {
+  return fields([
+    ["id", consumer.id],
+    ["name", consumer.name],
+    ["rate limit", rateLimitText(consumer.rateLimit)],
+    ["monthly quota", consumer.monthlyQuota],
+    ["webhook url", consumer.webhookUrl],
+    ["metadata", consumer.metadata],
+    ["created", consumer.createdAt],
+    ["updated", consumer.updatedAt],
+  ]);
+}
+
+interface ConsumerInput {
+  name?: string;
+  metadata?: Record<string, unknown> | null;
+  rateLimit?: RateLimit | null;
+  monthlyQuota?: number | null;
+  webhookUrl?: string | null;
+}
+
+/** The body fields the options name, and only those. */
+function bodyOf(options: ConsumerInput): ConsumerInput {
+  const body: ConsumerInput = {};
+  if (options.name !== undefined) body.name = options.name;
+  if (options.metadata !== undefined) body.metadata = options.metadata;
+  if (options.rateLimit !== undefined) body.rateLimit = options.rateLimit;
+  if (options.monthlyQuota !== undefined) body.monthlyQuota = options.monthlyQuota;
+  if (options.webhookUrl !== undefined) body.webhookUrl = options.webhookUrl;
+  return body;
+}
+
+/** `keygate consumers …`: the people and services keys are issued to. */
+export function registerConsumers(program: Command): void {
+  const consumers = program
+    .command("consumers")
+    .description("create, list, show, update and delete consumers");
+
+  consumers
+    .command("create")
+    .description("create a consumer")
+    .argument("<name>", "the consumer's name")
+    .addOption(
+      new Option(
+        "--rate-limit <limit/period>",
+        "default rate limit of its keys, e.g. 100/60",
+      ).argParser(parseRateLimit),
+    )
+    .addOption(
+      new Option("--monthly-quota <n>", "requests per calendar month (UTC)").argParser(
+        parsePositiveInt,
+      ),
+    )
+    .option("--webhook-url <url>", "where Keygate sends this consumer's webhooks")
+    .addOption(
+      new Option("--metadata <json>", "a JSON object kept with it").argParser(parseJsonObject),
+    )
+    .action(async (name: string, options: ConsumerInput, command: Command) => {
+      const ctx = contextOf(command);
+      const consumer = await ctx.api<Consumer>("POST", "/consumers", {
+        body: bodyOf({ ...options, name }),
+      });
+      ctx.emit(consumer, (c) => print(...consumerFields(c)));
+    });
+
+  withPageOptions(consumers.command("list").description("list consumers, newest first")).action(
+    async (options: PageOptions, command: Command) => {
+      const ctx = contextOf(command);
+      const page = await fetchPage<Consumer>(ctx, "/consumers", options);
+      ctx.emit(page, (p: Page<Consumer>) => {
+        print(
+          ...table(
+            ["id", "name", "rate limit", "quota", "created"],
+            p.items.map((c) => [
+              c.id,
+              c.name,
+              rateLimitText(c.rateLimit),
+              c.monthlyQuota,
+              c.createdAt,
+            ]),
+          ),
+        );
+        noteNextPage(p);
+      });
+    },
+  );
+
+  consumers
+    .command("get")
+    .description("show a consumer")
+    .argument("<id>", "consumer id (csm_…)")
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const ctx = contextOf(command);
+      const consumer = await ctx.api<Consumer>("GET", `/consumers/${encodeURIComponent(id)}`);
+      ctx.emit(consumer, (c) => print(...consumerFields(c)));
+    });
+
+  consumers
+    .command("update")
+    .description("change a consumer's name, limits, webhook or metadata ('none' clears a field)")
+    .argument("<id>", "consumer id (csm_…)")
+    .option("--name <name>", "new name")
+    .addOption(
+      new Option("--rate-limit <limit/period>", "e.g. 100/60, or none").argParser(
+        orNone(parseRateLimit),
+      ),
+    )
+    .addOption(
+      new Option("--monthly-quota <n>", "requests per month, or none").argParser(
+        orNone(parsePositiveInt),
+      ),
+    )
+    .addOption(
+      new Option("--webhook-url <url>", "webhook URL, or none").argParser(orNone((v) => v)),
+    )
+    .addOption(
+      new Option("--metadata <json>", "a JSON object, or none").argParser(orNone(parseJsonObject)),
+    )
+    .action(async (id: string, options: ConsumerInput, command: Command) => {
+      const body = bodyOf(options);
+      if (Object.keys(body).length === 0) {
+        throw new UsageError("nothing to update: pass at least one of the options (see --help)");
+      }
+      const ctx = contextOf(command);
+      const consumer = await ctx.api<Consumer>("PATCH", `/consumers/${encodeURIComponent(id)}`, {
+        body,
+      });
+      ctx.emit(consumer, (c) => print(...consumerFields(c)));
+    });
+
+  consumers
+    .command("delete")
+    .description("delete a consumer and revoke every key of it")
+    .argument("<id>", "consumer id (csm_…)")
+    .option("-y, --yes", "do not ask for confirmation")
+    .action(async (id: string, options: { yes?: boolean }, command: Command) => {
+      const ctx = contextOf(command);
+      await confirmOrRefuse(`Delete consumer ${id} and revoke all its keys?`, options.yes);
+      const result = await ctx.api<{ id: string; deleted: true; revokedKeys: string[] }>(
+        "DELETE",
+        `/consumers/${encodeURIComponent(id)}`,
+      );
+      ctx.emit(result, (r) => {
+        print(`deleted ${r.id}`);
+        note(`revoked keys: ${cell(r.revokedKeys)}`);
+      });
+    });
+}

@@ -1,0 +1,269 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Option, type Command } from "commander";
+import { KeygateClient } from "../client.js";
+import { contextOf } from "../context.js";
+import { readDevVars, MIN_ADMIN_TOKEN_LENGTH } from "../dev-vars.js";
+import { CliError, EXIT } from "../errors.js";
+import { colors, mark, print } from "../output.js";
+import { checkWorkerVars } from "../worker-config.js";
+import {
+  d1Database,
+  declaresClass,
+  durableObject,
+  kvNamespace,
+  PLACEHOLDER_D1_ID,
+  PLACEHOLDER_KV_ID,
+  readWranglerConfig,
+  varsOf,
+  type WranglerConfig,
+} from "../wrangler-config.js";
+import { pendingMigrationsFrom } from "../wrangler.js";
+import { projectOf, type ProjectOptions } from "./setup.js";
+
+/** One line of the checklist. `ok: null` is a check that was skipped. */
+export interface Check {
+  name: string;
+  ok: boolean | null;
+  detail: string;
+}
+
+interface DoctorOptions extends ProjectOptions {
+  local?: boolean;
+  remote?: boolean;
+  api: boolean;
+}
+
+function bindingChecks(config: WranglerConfig, remote: boolean): Check[] {
+  const checks: Check[] = [];
+  const kv = kvNamespace(config, "KEYS");
+  const kvId = String(kv?.id ?? "");
+  checks.push({
+    name: "binding KEYS (Workers KV)",
+    ok: kv !== undefined && kvId !== "" && !(remote && kvId === PLACEHOLDER_KV_ID),
+    detail: !kv
+      ? 'missing: add a [[kv_namespaces]] entry with binding = "KEYS"'
+      : kvId === ""
+        ? "no id"
+        : remote && kvId === PLACEHOLDER_KV_ID
+          ? "placeholder id: run keygate setup --remote"
+          : `id ${kvId}`,
+  });
+  const db = d1Database(config, "DB");
+  const dbId = String(db?.database_id ?? "");
+  const migrationsDir = join(
+    config.path,
+    "..",
+    typeof db?.migrations_dir === "string" ? db.migrations_dir : "migrations",
+  );
+  checks.push({
+    name: "binding DB (D1)",
+    ok:
+      db !== undefined &&
+      dbId !== "" &&
+      !(remote && dbId === PLACEHOLDER_D1_ID) &&
+      existsSync(migrationsDir),
+    detail: !db
+      ? 'missing: add a [[d1_databases]] entry with binding = "DB"'
+      : dbId === ""
+        ? "no database_id"
+        : remote && dbId === PLACEHOLDER_D1_ID
+          ? "placeholder database_id: run keygate setup --remote"
+          : !existsSync(migrationsDir)
+            ? `no migrations directory at ${migrationsDir}`
+            : `${String(db.database_name ?? "")} (${dbId})`,
+  });
+  for (const [name, className] of [
+    ["COORDINATOR", "KeyCoordinator"],
+    ["SIGNER", "TokenSigner"],
+  ] as const) {
+    const binding = durableObject(config, name);
+    const ok = binding?.class_name === className && declaresClass(config, className);
+    checks.push({
+      name: `binding ${name} (Durable Object)`,
+      ok,
+      detail: !binding
+        ? `missing: add [[durable_objects.bindings]] name = "${name}", class_name = "${className}"`
+        : binding.class_name !== className
+          ? `class_name is ${String(binding.class_name)}, not ${className}`
+          : !declaresClass(config, className)
+            ? `no [[migrations]] entry with new_sqlite_classes = ["${className}"]`
+            : className,
+    });
+  }
+  return checks;
+}
+
+function varsChecks(vars: Record<string, unknown>): Check[] {
+  const verdict = checkWorkerVars(vars);
+  if (verdict.ok) {
+    return [
+      { name: "vars", ok: true, detail: `valid (KEY_PREFIX ${verdict.keyPrefix})` },
+      { name: "ROUTE_RULES", ok: true, detail: `${verdict.routeRules} rules, valid` },
+    ];
+  }
+  const routeProblems = verdict.problems.filter((p) => p.startsWith("ROUTE_RULES"));
+  const other = verdict.problems.filter((p) => !p.startsWith("ROUTE_RULES"));
+  return [
+    { name: "vars", ok: other.length === 0, detail: other.length ? other.join("; ") : "valid" },
+    {
+      name: "ROUTE_RULES",
+      ok: routeProblems.length === 0,
+      detail: routeProblems.length ? routeProblems.join("; ") : "valid",
+    },
+  ];
+}
+
+async function originCheck(originUrl: unknown): Promise<Check> {
+  const name = "ORIGIN_URL reachable";
+  if (typeof originUrl !== "string" || originUrl === "") {
+    return { name, ok: true, detail: "not set: the built-in echo origin answers" };
+  }
+  try {
+    const response = await fetch(originUrl, {
+      method: "GET",
+      redirect: "manual",
+      signal: AbortSignal.timeout(5_000),
+    });
+    await response.body?.cancel();
+    return { name, ok: true, detail: `${originUrl} answered HTTP ${response.status}` };
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code;
+    const reason = cause ?? (error instanceof Error ? error.message : String(error));
+    return { name, ok: false, detail: `${originUrl}: ${reason}` };
+  }
+}
+
+async function migrationsCheck(options: DoctorOptions, remote: boolean): Promise<Check> {
+  const name = "D1 migrations applied";
+  const { wrangler } = projectOf(options);
+  const flag = remote ? "--remote" : "--local";
+  const result = await wrangler.run(["d1", "migrations", "list", "DB", flag], { quiet: true });
+  const pending = pendingMigrationsFrom(result.stdout + result.stderr);
+  if (result.status !== 0 || pending === null) {
+    return {
+      name,
+      ok: false,
+      detail: `${wrangler.display(["d1", "migrations", "list", "DB", flag])} failed (exit ${result.status})`,
+    };
+  }
+  return pending.length === 0
+    ? { name, ok: true, detail: `all applied (${flag.slice(2)})` }
+    : {
+        name,
+        ok: false,
+        detail: `${pending.length} to apply (${pending.join(", ")}): keygate setup ${flag}`,
+      };
+}
+
+async function apiChecks(client: KeygateClient, tokenSource: string): Promise<Check[]> {
+  const checks: Check[] = [];
+  try {
+    const health = await client.request<{ status: string; version: string }>(
+      "GET",
+      "/_keygate/health",
+    );
+    checks.push({
+      name: "Keygate reachable",
+      ok: health.status === "ok",
+      detail: `${client.baseUrl}: ${health.status}, version ${health.version}`,
+    });
+  } catch (error) {
+    const problems = (error as { problem?: { problems?: string[] } }).problem?.problems;
+    checks.push({
+      name: "Keygate reachable",
+      ok: false,
+      detail: problems ? `misconfigured: ${problems.join("; ")}` : (error as Error).message,
+    });
+    return checks;
+  }
+  try {
+    await client.management("GET", "/consumers", { query: { limit: 1 } });
+    checks.push({
+      name: "management API",
+      ok: true,
+      detail: `the token (${tokenSource}) is accepted`,
+    });
+  } catch (error) {
+    const message =
+      error instanceof CliError ? [error.message, ...error.details].join(" ") : String(error);
+    checks.push({ name: "management API", ok: false, detail: message.replace(/\s+/g, " ").trim() });
+  }
+  return checks;
+}
+
+/** `keygate doctor`: is this configuration one Keygate can run with? */
+export function registerDoctor(program: Command): void {
+  program
+    .command("doctor")
+    .description(
+      "check a configuration: bindings, migrations, vars and ROUTE_RULES, ORIGIN_URL, the management API",
+    )
+    .addOption(new Option("--local", "check local development (the default)").conflicts("remote"))
+    .addOption(new Option("--remote", "check the Cloudflare deployment (needs wrangler login)"))
+    .option("--config <path>", "the wrangler config", "wrangler.toml")
+    .option("--no-api", "skip the checks that need Keygate running (health, management API)")
+    .action(async (options: DoctorOptions, command: Command) => {
+      const ctx = contextOf(command);
+      const remote = options.remote === true;
+      const { configPath, dir } = projectOf(options);
+      const checks: Check[] = [];
+      let config: WranglerConfig | null = null;
+      try {
+        config = readWranglerConfig(configPath);
+        checks.push({ name: "wrangler config", ok: true, detail: configPath });
+      } catch (error) {
+        checks.push({ name: "wrangler config", ok: false, detail: (error as Error).message });
+      }
+      const devVars = remote ? {} : readDevVars(dir);
+      if (config) {
+        checks.push(...bindingChecks(config, remote));
+        const vars = { ...varsOf(config), ...devVars };
+        checks.push(...varsChecks(vars));
+        if (!remote) {
+          const token = devVars.ADMIN_TOKEN ?? "";
+          checks.push({
+            name: "ADMIN_TOKEN",
+            ok: token.length >= MIN_ADMIN_TOKEN_LENGTH,
+            detail:
+              token === ""
+                ? "none in .dev.vars: keygate setup --local (or npm start) writes one"
+                : token.length < MIN_ADMIN_TOKEN_LENGTH
+                  ? `the one in .dev.vars is ${token.length} characters; at least ${MIN_ADMIN_TOKEN_LENGTH}`
+                  : "set in .dev.vars",
+          });
+        }
+        if (d1Database(config, "DB")) checks.push(await migrationsCheck(options, remote));
+        checks.push(await originCheck(vars.ORIGIN_URL));
+      }
+      if (options.api) {
+        const explicit = command.optsWithGlobals<{ token?: string }>().token;
+        const token = explicit ?? (remote ? undefined : devVars.ADMIN_TOKEN);
+        const source = explicit !== undefined ? "--token/KEYGATE_ADMIN_TOKEN" : ".dev.vars";
+        checks.push(...(await apiChecks(new KeygateClient(ctx.client.baseUrl, token), source)));
+      } else {
+        checks.push({ name: "Keygate reachable", ok: null, detail: "skipped (--no-api)" });
+      }
+      const failed = checks.filter((c) => c.ok === false);
+      if (ctx.json) {
+        print(
+          JSON.stringify({ ok: failed.length === 0, mode: remote ? "remote" : "local", checks }),
+        );
+      } else {
+        print(colors.bold(`keygate doctor (${remote ? "remote" : "local"}, ${configPath})`));
+        const width = Math.max(...checks.map((c) => c.name.length));
+        for (const check of checks) {
+          const sign = check.ok === null ? mark.skip : check.ok ? mark.ok : mark.fail;
+          print(
+            `${sign} ${check.name.padEnd(width)}  ${check.ok === false ? check.detail : colors.dim(check.detail)}`,
+          );
+        }
+        print(
+          failed.length === 0
+            ? colors.green("all checks passed")
+            : colors.red(`${failed.length} check${failed.length === 1 ? "" : "s"} failed`),
+        );
+      }
+      if (failed.length > 0) process.exitCode = EXIT.failure;
+    });
+}
