@@ -7,7 +7,6 @@ import {
 } from "cloudflare:test";
 import { expect } from "vitest";
 import { limitsOf } from "../../src/coordinator/changes";
-import type { KeyCoordinator } from "../../src/coordinator/key-coordinator";
 import worker from "../../src/index";
 import { getConsumer } from "../../src/store/consumers";
 import { getKeyState } from "../../src/store/keys";
@@ -34,12 +33,26 @@ export function stubOf(consumerId: string) {
  */
 export async function withCoordinatorBindings<T>(
   consumerId: string,
-  wrap: { DB?: (db: D1Database) => D1Database; KEYS?: (kv: KVNamespace) => KVNamespace },
+  wrap: BindingWrappers,
   work: () => Promise<T>,
 ): Promise<T> {
   const stub = stubOf(consumerId);
-  let original: unknown;
-  await runInDurableObject(stub, (instance: KeyCoordinator) => {
+  const original = await swapBindings(stub, wrap);
+  try {
+    return await work();
+  } finally {
+    await restoreBindings(stub, original);
+  }
+}
+
+export interface BindingWrappers {
+  DB?: (db: D1Database) => D1Database;
+  KEYS?: (kv: KVNamespace) => KVNamespace;
+}
+
+async function swapBindings(stub: DurableObjectStub, wrap: BindingWrappers): Promise<Bindings> {
+  let original: Bindings | undefined;
+  await runInDurableObject(stub, (instance) => {
     const holder = instance as unknown as { env: Bindings };
     original = holder.env;
     holder.env = {
@@ -48,13 +61,13 @@ export async function withCoordinatorBindings<T>(
       KEYS: wrap.KEYS ? wrap.KEYS(holder.env.KEYS) : holder.env.KEYS,
     };
   });
-  try {
-    return await work();
-  } finally {
-    await runInDurableObject(stub, (instance: KeyCoordinator) => {
-      (instance as unknown as { env: unknown }).env = original;
-    });
-  }
+  return original!;
+}
+
+async function restoreBindings(stub: DurableObjectStub, original: Bindings): Promise<void> {
+  await runInDurableObject(stub, (instance) => {
+    (instance as unknown as { env: Bindings }).env = original;
+  });
 }
 
 function writes(statements: unknown): boolean {
@@ -271,4 +284,43 @@ export async function adminWith(
     headers: res.headers,
     body: (text ? JSON.parse(text) : {}) as Record<string, unknown>,
   };
+}
+
+/**
+ * The Worker's `COORDINATOR` namespace, real, except that for the length of every call a
+ * coordinator gets its own bindings wrapped as `withCoordinatorBindings` does. For calls to
+ * coordinators whose consumer id the route makes up (consumer creation).
+ */
+export function coordinatorsWith(wrap: BindingWrappers): DurableObjectNamespace {
+  const namespace = env.COORDINATOR;
+  return new Proxy(namespace, {
+    get(object, property) {
+      const value: unknown = Reflect.get(object, property, object);
+      if (typeof value !== "function") return value;
+      const method = (value as (...a: unknown[]) => unknown).bind(object);
+      if (property !== "get") return method;
+      return (...args: unknown[]) => {
+        const stub = method(...args) as DurableObjectStub;
+        return new Proxy(stub, {
+          get(target, name) {
+            const call: unknown = Reflect.get(target, name, target);
+            if (typeof call !== "function" || name === "then") return call;
+            return async (...callArgs: unknown[]) => {
+              const original = await swapBindings(stub, wrap);
+              try {
+                // an RPC method answers any property, `apply` included: call it with Reflect
+                return await (Reflect.apply(
+                  call as () => unknown,
+                  target,
+                  callArgs,
+                ) as Promise<unknown>);
+              } finally {
+                await restoreBindings(stub, original);
+              }
+            };
+          },
+        });
+      };
+    },
+  });
 }
