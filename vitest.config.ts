@@ -25,6 +25,27 @@ export default defineConfig(async () => {
                   ROUTE_RULES: JSON.stringify(TEST_ROUTE_RULES),
                   ORIGIN_URL: "",
                 },
+                // test/rpc: another Worker that calls KeygateService over a service binding.
+                // The plugin renames the Worker under test to `vitest-plugin-runner-<project>`
+                // (getRunnerName in @cloudflare/vitest-plugin's pool) and rewrites only its own
+                // self-bindings, not those of auxiliary Workers, so the binding names the
+                // runner; KeygateService is exported by it because the plugin re-exports every
+                // WorkerEntrypoint it finds in wrangler.toml's main.
+                serviceBindings: { RPC_CLIENT: "rpc-client" },
+                workers: [
+                  {
+                    name: "rpc-client",
+                    modules: true,
+                    scriptPath: "./test/support/rpc-client.mjs",
+                    compatibilityDate: "2026-04-20",
+                    serviceBindings: {
+                      KEYGATE: {
+                        name: "vitest-plugin-runner-workers",
+                        entrypoint: "KeygateService",
+                      },
+                    },
+                  },
+                ],
               },
             }),
           ],

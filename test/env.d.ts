@@ -6,6 +6,8 @@ declare global {
     interface Env extends Bindings {
       TEST_MIGRATIONS: D1Migration[];
       ADMIN_TOKEN: string;
+      /** test/support/rpc-client.mjs: calls KeygateService over a service binding */
+      RPC_CLIENT: Fetcher;
     }
   }
 }

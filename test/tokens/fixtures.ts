@@ -127,11 +127,15 @@ export function accessClaims(
   };
 }
 
-/** The Worker's fetch with other vars or bindings, waiting for its background work. */
+/**
+ * The Worker's fetch with other vars or bindings. Background work (usage reports, batched
+ * behind a 1 s timer) is not waited for unless `wait` is set.
+ */
 export async function fetchWith(
   vars: Partial<typeof env>,
   path: string,
   init: RequestInit = {},
+  options: { wait?: boolean } = {},
 ): Promise<Response> {
   const ctx = createExecutionContext();
   const res = await worker.fetch(
@@ -139,7 +143,7 @@ export async function fetchWith(
     { ...env, ...vars } as typeof env,
     ctx,
   );
-  await waitOnExecutionContext(ctx);
+  if (options.wait) await waitOnExecutionContext(ctx);
   return res;
 }
 
