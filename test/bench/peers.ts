@@ -4,9 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import { Miniflare } from "miniflare";
-import { COMPATIBILITY_DATE } from "../e2e/support/worker.js";
+import { bundleForWorkerd, COMPATIBILITY_DATE } from "../e2e/support/worker.js";
 import {
   HONO_PREFIX,
   OAUTH_API_ROUTE,
@@ -39,22 +38,6 @@ export interface Peers {
 }
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
-
-/** Bundles a peer Worker for workerd, as `bundleWorker` does for Keygate. */
-async function bundlePeer(entry: string, outfile: string): Promise<string> {
-  await build({
-    entryPoints: [join(HERE, "peers", entry)],
-    outfile,
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    conditions: ["workerd", "worker", "browser"],
-    external: ["cloudflare:*", "node:*"],
-    logLevel: "warning",
-  });
-  return outfile;
-}
 
 const base64url = (bytes: Buffer) => bytes.toString("base64url");
 
@@ -159,8 +142,8 @@ export async function startPeers(): Promise<Peers> {
   };
   try {
     const [honoScript, oauthScript] = await Promise.all([
-      bundlePeer("hono-bearer.ts", join(dir, "hono-bearer.js")),
-      bundlePeer("oauth-provider.ts", join(dir, "oauth-provider.js")),
+      bundleForWorkerd(join(HERE, "peers", "hono-bearer.ts"), join(dir, "hono-bearer.js")),
+      bundleForWorkerd(join(HERE, "peers", "oauth-provider.ts"), join(dir, "oauth-provider.js")),
     ]);
     const common = {
       modules: true,

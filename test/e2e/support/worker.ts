@@ -42,11 +42,14 @@ export interface Keygate {
   stop(): Promise<void>;
 }
 
-/** Bundles `src/index.ts` for workerd into `outdir`; returns the script path. */
-export async function bundleWorker(outdir: string): Promise<string> {
-  const outfile = join(outdir, "index.js");
+/** Bundles a Worker's entry module for workerd into `outfile` (ESM, `cloudflare:*` external). */
+export async function bundleForWorkerd(
+  entry: string,
+  outfile: string,
+  sourcemap = false,
+): Promise<string> {
   await build({
-    entryPoints: [join(ROOT, "src/index.ts")],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     format: "esm",
@@ -54,10 +57,15 @@ export async function bundleWorker(outdir: string): Promise<string> {
     target: "es2022",
     conditions: ["workerd", "worker", "browser"],
     external: ["cloudflare:*", "node:*"],
-    sourcemap: "inline",
+    sourcemap: sourcemap ? "inline" : false,
     logLevel: "warning",
   });
   return outfile;
+}
+
+/** Bundles `src/index.ts` for workerd into `outdir`; returns the script path. */
+export function bundleWorker(outdir: string): Promise<string> {
+  return bundleForWorkerd(join(ROOT, "src/index.ts"), join(outdir, "index.js"), true);
 }
 
 /**
