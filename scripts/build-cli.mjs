@@ -2,7 +2,7 @@
 // Builds the keygate command (src/cli, TypeScript) into one Node 20 ES module,
 // dist/cli/keygate.mjs, the package's bin. Runs as the npm `prepare` script, so a fresh
 // `npm install` or `npm ci` leaves `npx keygate` working.
-import { chmod } from "node:fs/promises";
+import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -10,9 +10,10 @@ import { build } from "esbuild";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const outfile = join(root, "dist", "cli", "keygate.mjs");
 
-await build({
+const result = await build({
   entryPoints: [join(root, "src", "cli", "main.ts")],
   outfile,
+  write: false,
   bundle: true,
   // dependencies stay in node_modules; only the project's own modules are bundled
   packages: "external",
@@ -22,4 +23,10 @@ await build({
   banner: { js: "#!/usr/bin/env node" },
   logLevel: "warning",
 });
-await chmod(outfile, 0o755);
+// written aside and renamed into place: a keygate running meanwhile never reads half a file
+await mkdir(dirname(outfile), { recursive: true });
+const partial = `${outfile}.${process.pid}.tmp`;
+const [bundle] = result.outputFiles;
+if (!bundle) throw new Error("esbuild produced no output");
+await writeFile(partial, bundle.contents, { mode: 0o755 });
+await rename(partial, outfile);

@@ -73,9 +73,28 @@ export function parseJsonObject(value: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-/** A parser that also takes `none`, meaning: clear the field (null). */
+/** What `none` parses to: clear the field (commander turns a parsed null into ""). */
+export const CLEAR = Symbol("none");
+
+/** A parser that also takes `none`, meaning: clear the field. */
 export function orNone<T>(parse: (value: string) => T) {
-  return (value: string): T | null => (value.trim().toLowerCase() === "none" ? null : parse(value));
+  return (value: string): T | typeof CLEAR =>
+    value.trim().toLowerCase() === "none" ? CLEAR : parse(value);
+}
+
+/** The JSON value of an option: `none` becomes null. */
+export function cleared<T>(value: T | typeof CLEAR): T | null {
+  return value === CLEAR ? null : value;
+}
+
+/** A request body of the named options that were given (`none` as null). */
+export function bodyOf(options: object, names: readonly string[]): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  for (const name of names) {
+    const value: unknown = (options as Record<string, unknown>)[name];
+    if (value !== undefined) body[name] = cleared(value);
+  }
+  return body;
 }
 
 /** Collects a repeatable option; each value may itself list several, comma- or space-separated. */

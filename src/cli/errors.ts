@@ -44,7 +44,10 @@ export class ApiError extends CliError {
     const code = problem.code ?? `http_${problem.status}`;
     const detail = problem.detail ?? problem.title ?? "no detail";
     const details = [
-      ...(problem.errors ?? []).map((e) => `  ${e.path || "(root)"}: ${e.message}`),
+      // the detail names the first failing field; list them all when there are more
+      ...(problem.errors && problem.errors.length > 1
+        ? problem.errors.map((e) => `  ${e.path || "(root)"}: ${e.message}`)
+        : []),
       ...(problem.requestId ? [`  request id: ${problem.requestId}`] : []),
       ...(hint ? [hint] : []),
     ];

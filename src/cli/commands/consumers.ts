@@ -1,5 +1,6 @@
 import { Option, type Command } from "commander";
 import {
+  bodyOf,
   orNone,
   parseJsonObject,
   parsePositiveInt,
@@ -29,24 +30,7 @@ export function consumerFields(consumer: Consumer): string[] {
   ]);
 }
 
-interface ConsumerInput {
-  name?: string;
-  metadata?: Record<string, unknown> | null;
-  rateLimit?: RateLimit | null;
-  monthlyQuota?: number | null;
-  webhookUrl?: string | null;
-}
-
-/** The body fields the options name, and only those. */
-function bodyOf(options: ConsumerInput): ConsumerInput {
-  const body: ConsumerInput = {};
-  if (options.name !== undefined) body.name = options.name;
-  if (options.metadata !== undefined) body.metadata = options.metadata;
-  if (options.rateLimit !== undefined) body.rateLimit = options.rateLimit;
-  if (options.monthlyQuota !== undefined) body.monthlyQuota = options.monthlyQuota;
-  if (options.webhookUrl !== undefined) body.webhookUrl = options.webhookUrl;
-  return body;
-}
+const CONSUMER_FIELDS = ["name", "metadata", "rateLimit", "monthlyQuota", "webhookUrl"] as const;
 
 /** `keygate consumers …`: the people and services keys are issued to. */
 export function registerConsumers(program: Command): void {
@@ -73,10 +57,10 @@ export function registerConsumers(program: Command): void {
     .addOption(
       new Option("--metadata <json>", "a JSON object kept with it").argParser(parseJsonObject),
     )
-    .action(async (name: string, options: ConsumerInput, command: Command) => {
+    .action(async (name: string, options: object, command: Command) => {
       const ctx = contextOf(command);
       const consumer = await ctx.api<Consumer>("POST", "/consumers", {
-        body: bodyOf({ ...options, name }),
+        body: bodyOf({ ...options, name }, CONSUMER_FIELDS),
       });
       ctx.emit(consumer, (c) => print(...consumerFields(c)));
     });
@@ -134,8 +118,8 @@ export function registerConsumers(program: Command): void {
     .addOption(
       new Option("--metadata <json>", "a JSON object, or none").argParser(orNone(parseJsonObject)),
     )
-    .action(async (id: string, options: ConsumerInput, command: Command) => {
-      const body = bodyOf(options);
+    .action(async (id: string, options: object, command: Command) => {
+      const body = bodyOf(options, CONSUMER_FIELDS);
       if (Object.keys(body).length === 0) {
         throw new UsageError("nothing to update: pass at least one of the options (see --help)");
       }

@@ -1,5 +1,8 @@
 import { Option, type Command } from "commander";
 import {
+  bodyOf,
+  CLEAR,
+  cleared,
   collect,
   orNone,
   parseDuration,
@@ -7,7 +10,6 @@ import {
   parseRateLimit,
   parseSeconds,
   parseTime,
-  type RateLimit,
 } from "../arguments.js";
 import type { IssuedKey, Key, Page, Rotation } from "../api-types.js";
 import { confirmOrRefuse } from "../confirm.js";
@@ -62,29 +64,25 @@ function printSecret(secret: string): void {
 }
 
 interface KeyOptions {
-  name?: string | null;
   scope?: string[];
-  expiresAt?: string | null;
+  expiresAt?: string | typeof CLEAR;
   expiresIn?: string;
-  rateLimit?: RateLimit | null;
-  metadata?: Record<string, unknown> | null;
 }
 
 function expiryOf(options: KeyOptions): string | null | undefined {
   if (options.expiresAt !== undefined && options.expiresIn !== undefined) {
     throw new UsageError("pass --expires-at or --expires-in, not both");
   }
-  return options.expiresIn ?? options.expiresAt;
+  return (
+    options.expiresIn ?? (options.expiresAt === undefined ? undefined : cleared(options.expiresAt))
+  );
 }
 
 function keyBody(options: KeyOptions): Record<string, unknown> {
-  const body: Record<string, unknown> = {};
-  if (options.name !== undefined) body.name = options.name;
+  const body = bodyOf(options, ["name", "rateLimit", "metadata"]);
   if (options.scope !== undefined) body.scopes = options.scope;
   const expiresAt = expiryOf(options);
   if (expiresAt !== undefined) body.expiresAt = expiresAt;
-  if (options.rateLimit !== undefined) body.rateLimit = options.rateLimit;
-  if (options.metadata !== undefined) body.metadata = options.metadata;
   return body;
 }
 
@@ -93,14 +91,11 @@ const scopeOption = (description: string) =>
     collect,
   );
 
-interface RotateOptions {
+interface RotateOptions extends KeyOptions {
   grace?: number;
   graceStartsOnFirstUse?: boolean;
   completeWhenIdle?: number;
   emergency?: boolean;
-  scope?: string[];
-  expiresAt?: string | null;
-  expiresIn?: string;
   waitIdle?: boolean;
   idleSeconds: number;
   timeout: number;
@@ -219,7 +214,7 @@ export function registerKeys(program: Command): void {
     .command("update")
     .description("change a key's name, scopes, expiry, rate limit or metadata ('none' clears)")
     .argument("<key-id>", "key id")
-    .option("--name <name>", "new name, or none")
+    .addOption(new Option("--name <name>", "new name, or none").argParser(orNone((v) => v)))
     .addOption(scopeOption("the scopes of its current version (replaces them)"))
     .addOption(
       new Option("--expires-at <time>", "ISO-8601 time, or none").argParser(orNone(parseTime(1))),
@@ -234,7 +229,6 @@ export function registerKeys(program: Command): void {
       new Option("--metadata <json>", "a JSON object, or none").argParser(orNone(parseJsonObject)),
     )
     .action(async (id: string, options: KeyOptions, command: Command) => {
-      if (options.name === "none") options.name = null;
       const body = keyBody(options);
       if (Object.keys(body).length === 0) {
         throw new UsageError("nothing to update: pass at least one of the options (see --help)");

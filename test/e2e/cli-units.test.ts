@@ -1,0 +1,138 @@
+import { describe, expect, it } from "vitest";
+import { parseDuration, parseRateLimit, parseTime } from "../../src/cli/arguments.js";
+import { parseDevVars } from "../../src/cli/dev-vars.js";
+import { idleVerdict, observe } from "../../src/cli/idle-watch.js";
+import type { Rotation } from "../../src/cli/api-types.js";
+import { withBindingField } from "../../src/cli/wrangler-config.js";
+import { d1IdFrom, kvIdFrom, pendingMigrationsFrom } from "../../src/cli/wrangler.js";
+
+/** The CLI's pure parts: the idle rule of --wait-idle, argument parsing, wrangler I/O. */
+
+function rotation(oldRequests: number, newRequests: number, state = "in_progress"): Rotation {
+  return {
+    id: "rot_1",
+    keyId: "k",
+    consumerId: "c",
+    state: state as Rotation["state"],
+    fromVersion: 1,
+    toVersion: 2,
+    startedAt: "2026-01-01T00:00:00.000Z",
+    graceUntil: null,
+    graceStartsOnFirstUse: false,
+    completeWhenIdleSeconds: null,
+    firstUsedAt: null,
+    endedAt: null,
+    endReason: null,
+    usage: {
+      old: { requests: oldRequests, lastUsedAt: null },
+      new: { requests: newRequests, lastUsedAt: null },
+    },
+  };
+}
+
+describe("the --wait-idle rule", () => {
+  it("waits for the new secret's first use however quiet the old one is", () => {
+    const watch = observe(null, rotation(0, 0), 0);
+    expect(idleVerdict(watch, rotation(0, 0), 1e9, 1000).kind).toBe("waiting_for_new");
+  });
+
+  it("completes once the old secret's count has not moved for the idle time", () => {
+    let watch = observe(null, rotation(5, 1), 0);
+    expect(idleVerdict(watch, rotation(5, 1), 999, 1000)).toMatchObject({ kind: "old_in_use" });
+    watch = observe(watch, rotation(5, 2), 1000);
+    expect(idleVerdict(watch, rotation(5, 2), 1000, 1000)).toEqual({ kind: "idle", quietMs: 1000 });
+  });
+
+  it("restarts the quiet clock whenever the old secret is used again", () => {
+    let watch = observe(null, rotation(5, 1), 0);
+    watch = observe(watch, rotation(6, 1), 900);
+    expect(watch.quietSince).toBe(900);
+    expect(idleVerdict(watch, rotation(6, 1), 1500, 1000)).toMatchObject({
+      kind: "old_in_use",
+      quietMs: 600,
+    });
+  });
+
+  it("reports a rotation that ended some other way", () => {
+    const watch = observe(null, rotation(0, 0), 0);
+    expect(idleVerdict(watch, rotation(0, 0, "rolled_back"), 0, 1000)).toEqual({
+      kind: "ended",
+      state: "rolled_back",
+    });
+  });
+});
+
+describe("argument parsing", () => {
+  it("reads durations, rate limits and relative times", () => {
+    expect(parseDuration("90")).toBe(90);
+    expect(parseDuration("15m")).toBe(900);
+    expect(parseDuration("7d")).toBe(604_800);
+    expect(() => parseDuration("soon")).toThrow(/duration/);
+    expect(parseRateLimit("100/1m")).toEqual({ limit: 100, periodSeconds: 60 });
+    expect(() => parseRateLimit("0/60")).toThrow(/limit/);
+    expect(parseTime(-1, () => Date.parse("2026-01-02T00:00:00Z"))("24h")).toBe(
+      "2026-01-01T00:00:00.000Z",
+    );
+    expect(() => parseTime(1)("tomorrow")).toThrow(/ISO-8601/);
+  });
+});
+
+describe("wrangler I/O", () => {
+  it("writes a binding's id into its own block only, keeping comments", () => {
+    const toml = [
+      "# keygate",
+      "[[kv_namespaces]]",
+      'binding = "OTHER"',
+      'id = "11111111111111111111111111111111"',
+      "",
+      "[[kv_namespaces]]",
+      'binding = "KEYS" # the edge index',
+      'id = "00000000000000000000000000000000"',
+      "",
+      "[vars]",
+      'id = "not this one"',
+    ].join("\n");
+    const next = withBindingField(toml, "kv_namespaces", "KEYS", "id", "a".repeat(32));
+    expect(next).toContain('binding = "KEYS" # the edge index\nid = "' + "a".repeat(32) + '"');
+    expect(next).toContain('id = "11111111111111111111111111111111"');
+    expect(next).toContain('id = "not this one"');
+    expect(next).toContain("# keygate");
+  });
+
+  it("reads the ids wrangler prints, in TOML or JSON", () => {
+    expect(kvIdFrom('[[kv_namespaces]]\nbinding = "KEYS"\nid = "' + "b".repeat(32) + '"')).toBe(
+      "b".repeat(32),
+    );
+    expect(kvIdFrom('{ "binding": "KEYS", "id": "' + "c".repeat(32) + '" }')).toBe("c".repeat(32));
+    const uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    expect(d1IdFrom(`database_id = "${uuid}"`)).toBe(uuid);
+    expect(d1IdFrom(`"database_id": "${uuid}"`)).toBe(uuid);
+  });
+
+  it("reads pending migrations from wrangler d1 migrations list", () => {
+    expect(pendingMigrationsFrom("✅ No migrations to apply!")).toEqual([]);
+    expect(
+      pendingMigrationsFrom("│ Name          │\n├──┤\n│ 0001_core.sql │\n│ 0002_more.sql │"),
+    ).toEqual(["0001_core.sql", "0002_more.sql"]);
+    expect(pendingMigrationsFrom("✘ [ERROR] something else")).toBeNull();
+  });
+
+  it("reads .dev.vars as wrangler does", () => {
+    expect(
+      parseDevVars(
+        [
+          "# local",
+          'ADMIN_TOKEN="abc def"',
+          "KEY_PREFIX=live # comment",
+          "ROUTE_RULES='[",
+          '  {"path": "/x"}',
+          "]'",
+        ].join("\n"),
+      ),
+    ).toEqual({
+      ADMIN_TOKEN: "abc def",
+      KEY_PREFIX: "live",
+      ROUTE_RULES: '[\n  {"path": "/x"}\n]',
+    });
+  });
+});
