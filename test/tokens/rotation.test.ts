@@ -6,6 +6,7 @@ import {
   runInDurableObject,
   waitOnExecutionContext,
 } from "cloudflare:test";
+import { decodeProtectedHeader } from "jose";
 import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
 import { forgetJwks } from "../../src/tokens/jwks-cache";
@@ -282,5 +283,18 @@ describe("signing-key rotation", () => {
       body: "{}",
     });
     expect(rotate.status).toBe(403);
+  });
+
+  it("SIGNING_ALG=EdDSA: keys made from then on sign EdDSA tokens that verify", async () => {
+    const issued = await newKey(["prices:read"]);
+    const before = await tokenFor(issued.key);
+    await withSignerEnv({ SIGNING_ALG: "EdDSA" });
+    // an emergency makes both new keys at once; a scheduled rotation would take two
+    expect((await rotateSigningKeys(true)).status).toBe(200);
+    const token = await tokenFor(issued.key);
+    expect(decodeProtectedHeader(token).alg).toBe("EdDSA");
+    expect(await status(token)).toBe(200);
+    expect(await status(before)).toBe(401);
+    expect((await storedRing()).current.publicJwk).toMatchObject({ kty: "OKP", crv: "Ed25519" });
   });
 });
