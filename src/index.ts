@@ -16,8 +16,12 @@ export default {
     ctx.waitUntil(
       signerOf(env)
         .maintain()
-        .then((result) =>
-          console.info(JSON.stringify({ event: "signing_keys_maintained", ...result })),
+        .then(
+          (result) => console.info(JSON.stringify({ event: "signing_keys_maintained", ...result })),
+          (error: unknown) => {
+            console.error(JSON.stringify({ event: "maintenance_failed", error: String(error) }));
+            throw error; // the cron run is recorded as failed; the next one tries again
+          },
         ),
     );
   },

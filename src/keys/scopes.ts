@@ -9,9 +9,13 @@ export const REQUIRED_SCOPE_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}:[a-z0-9][a-z0-
 /** Whether `granted` covers the one scope `required`. */
 export function grantsScope(granted: readonly string[], required: string): boolean {
   const colon = required.indexOf(":");
-  const wildcard = colon === -1 ? null : `${required.slice(0, colon)}:*`;
+  const resource = colon === -1 ? null : required.slice(0, colon);
+  const wildcard = resource === null ? null : `${resource}:*`;
+  // Keygate's own scopes are granted by name only: a consumer key's `*` covers the API
+  // behind Keygate, never Keygate itself (so `*` cannot mint a token claiming keygate:admin)
+  const anyCovers = resource !== "keygate";
   for (const scope of granted) {
-    if (scope === "*" || scope === required || scope === wildcard) return true;
+    if ((scope === "*" && anyCovers) || scope === required || scope === wildcard) return true;
   }
   return false;
 }

@@ -9,7 +9,8 @@ import {
   MAX_JWT_LENGTH,
   SIGNING_ALGORITHMS,
 } from "../origin/assertion-format.js";
-import { verificationKey } from "./jwks-cache";
+import { hashSecret } from "../keys/hash";
+import { jwksGeneration, verificationKey } from "./jwks-cache";
 
 /** `typ` of Keygate access tokens (RFC 9068). Origin assertions have their own. */
 export const ACCESS_TOKEN_TYPE = "at+jwt";
@@ -39,6 +40,24 @@ export function looksLikeJwt(credential: string): boolean {
 const INVALID: Verdict = { ok: false, code: "invalid_key" };
 
 /**
+ * Tokens this isolate has verified, by SHA-256 of the token (never the token itself): a
+ * token seen again skips the signature check, which is most of a JWT's cost. An entry holds
+ * until the token's `exp` and only while the JWKS copy it was verified against is the one
+ * in hand, so a reload (every minute, or at once after an emergency rotation made here)
+ * makes every token prove itself again.
+ */
+export const MAX_VERIFIED_TOKENS = 10_000;
+const verifiedTokens = new Map<string, { verdict: Verdict; generation: number; until: number }>();
+
+function remember(hash: string, verdict: Verdict, generation: number, until: number): void {
+  if (verifiedTokens.size >= MAX_VERIFIED_TOKENS) {
+    const oldest = verifiedTokens.keys().next();
+    if (!oldest.done) verifiedTokens.delete(oldest.value);
+  }
+  verifiedTokens.set(hash, { verdict, generation, until });
+}
+
+/**
  * Verifies a Keygate access token with no storage read (public keys are cached in the
  * isolate): size cap, header checks, explicit algorithm allowlist, `typ`, `iss`, `aud`,
  * `exp`/`nbf` with a small clock tolerance. An expired token is `key_expired`; every other
@@ -50,6 +69,13 @@ export async function verifyAccessToken(
   token: string,
 ): Promise<Verdict> {
   if (token.length > MAX_JWT_LENGTH || !JWS_SHAPE.test(token)) return INVALID;
+  const now = Date.now();
+  const hash = await hashSecret(token);
+  const seen = verifiedTokens.get(hash);
+  if (seen !== undefined) {
+    if (seen.generation === jwksGeneration(now) && now < seen.until) return seen.verdict;
+    verifiedTokens.delete(hash);
+  }
   let header;
   try {
     header = decodeProtectedHeader(token);
@@ -59,8 +85,9 @@ export async function verifyAccessToken(
   if (FORBIDDEN_HEADERS.some((name) => name in header)) return INVALID;
   if (typeof header.alg !== "string" || !SIGNING_ALGORITHMS.includes(header.alg)) return INVALID;
   if (typeof header.kid !== "string" || header.typ !== ACCESS_TOKEN_TYPE) return INVALID;
-  const key = await verificationKey(env, header.kid);
+  const key = await verificationKey(env, header.kid, now);
   if (!key || key.alg !== header.alg) return INVALID;
+  const generation = jwksGeneration(now);
   let payload: AccessTokenClaims;
   try {
     const verified = await jwtVerify<AccessTokenClaims>(token, key.key, {
@@ -83,6 +110,7 @@ export async function verifyAccessToken(
   ) {
     return INVALID;
   }
+  const expiresAt = (payload.exp ?? 0) * 1000;
   const record: SecretRecord = {
     hash: "",
     keyId: payload.sub,
@@ -90,12 +118,14 @@ export async function verifyAccessToken(
     version: payload.ver,
     status: "active",
     scopes: payload.scope === "" ? [] : payload.scope.split(" "),
-    expiresAt: (payload.exp ?? 0) * 1000,
+    expiresAt,
     graceUntil: null,
     rotatedAt: null,
     awaitingFirstUse: false,
     rateLimit: payload.rl ?? null,
     monthlyQuota: payload.mq ?? null,
   };
-  return { ok: true, record, deprecation: null };
+  const verdict: Verdict = { ok: true, record, deprecation: null };
+  if (generation !== null) remember(hash, verdict, generation, expiresAt);
+  return verdict;
 }

@@ -22,11 +22,14 @@ interface Cache {
   jwks: { keys: JWK[] };
   keys: Map<string, VerificationKey>;
   loadedAt: number;
+  /** changes with every load, so what was verified against one copy can tell it is stale */
+  generation: number;
 }
 
 let cache: Cache | null = null;
 let loading: Promise<Cache> | null = null;
 let lastReloadAt = 0;
+let loads = 0;
 
 /** Imports every usable key; a key that cannot be imported is skipped and logged. */
 async function importAll(jwks: { keys?: unknown }, now: number): Promise<Cache> {
@@ -44,7 +47,7 @@ async function importAll(jwks: { keys?: unknown }, now: number): Promise<Cache> 
       console.error(JSON.stringify({ event: "jwks_key_skipped", kid, error: String(error) }));
     }
   }
-  return { jwks: { keys: published }, keys, loadedAt: now };
+  return { jwks: { keys: published }, keys, loadedAt: now, generation: ++loads };
 }
 
 async function read(env: Bindings, fromSigner: boolean): Promise<{ keys?: unknown }> {
@@ -104,6 +107,14 @@ export async function verificationKey(
     }
   }
   return current.keys.get(kid) ?? null;
+}
+
+/**
+ * The generation of the isolate's copy while it is fresh, else null: a result verified
+ * against a key of this copy stays trustworthy while the generation is unchanged.
+ */
+export function jwksGeneration(now = Date.now()): number | null {
+  return cache && now - cache.loadedAt < JWKS_CACHE_TTL_MS ? cache.generation : null;
 }
 
 /** Drops the isolate's copy (this isolate rotated the keys, or a test travels in time). */

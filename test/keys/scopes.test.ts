@@ -136,10 +136,17 @@ describe("grantsScope", () => {
     expect(grantsScope(["prices:rea"], "prices:read")).toBe(false);
   });
 
-  it("treats * as granting every scope", () => {
+  it("treats * as granting every scope of the API behind Keygate", () => {
     expect(grantsScope(["*"], "prices:read")).toBe(true);
-    expect(grantsScope(["*"], "keygate:admin")).toBe(true);
     expect(grantsScope(["prices:read", "*"], "trade:write")).toBe(true);
+  });
+
+  it("never lets * grant Keygate's own scopes: they are granted by name or keygate:*", () => {
+    for (const scope of ["keygate:admin", "keygate:read", "keygate:verify"]) {
+      expect(grantsScope(["*"], scope)).toBe(false);
+      expect(grantsScope(["*", scope], scope)).toBe(true);
+      expect(grantsScope(["keygate:*"], scope)).toBe(true);
+    }
   });
 
   it("does not treat wildcards inside a name as patterns", () => {
@@ -148,9 +155,10 @@ describe("grantsScope", () => {
     expect(grantsScope(["p*"], "prices:read")).toBe(false);
   });
 
-  it("property: * grants every concrete scope", () => {
+  it("property: * grants every concrete scope outside keygate:", () => {
     fc.assert(
       fc.property(fc.array(grantedScopeArb), concreteScopeArb, (others, required) => {
+        fc.pre(!required.startsWith("keygate:"));
         expect(grantsScope(["*"], required)).toBe(true);
         expect(grantsScope([...others, "*"], required)).toBe(true);
         expect(grantsScope(["*", ...others], required)).toBe(true);
@@ -212,7 +220,8 @@ describe("missingScope", () => {
   it("returns null when every required scope is granted", () => {
     expect(missingScope(["prices:read", "trade:write"], ["trade:write", "prices:read"])).toBeNull();
     expect(missingScope(["prices:*"], ["prices:read", "prices:write"])).toBeNull();
-    expect(missingScope(["*"], ["prices:read", "trade:write", "keygate:admin"])).toBeNull();
+    expect(missingScope(["*"], ["prices:read", "trade:write"])).toBeNull();
+    expect(missingScope(["*"], ["prices:read", "keygate:admin"])).toBe("keygate:admin");
   });
 
   it("returns the first required scope that is not granted", () => {

@@ -128,6 +128,17 @@ describe("POST /_keygate/v1/token: refusals", () => {
     expect(wildcard.status).toBe(403);
   });
 
+  it("never lets a * key mint a token claiming Keygate's own scopes", async () => {
+    const issued = await newKey(["*"]);
+    for (const scope of ["keygate:admin", "keygate:read", "keygate:verify", "keygate:*"]) {
+      const res = await exchange(issued.key, { scope });
+      expect(res.status).toBe(403);
+      expect(res.headers.get("WWW-Authenticate")).toContain(`scope="${scope}"`);
+    }
+    const holder = await newKey(["keygate:admin"]);
+    expect((await exchange(holder.key, { scope: "keygate:admin" })).status).toBe(200);
+  });
+
   it("refuses a malformed scope with 400", async () => {
     const issued = await newKey(["*"]);
     const res = await exchange(issued.key, { scope: "Not A Scope!" });
