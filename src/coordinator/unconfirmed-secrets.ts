@@ -6,6 +6,8 @@
  * secret no client ever received. Only the secret's hash is kept, as everywhere else.
  */
 
+const FIRST_CHECK_MS = 1_000;
+
 export interface UnconfirmedSecret {
   secretHash: string;
   keyId: string;
@@ -22,6 +24,7 @@ export function createUnconfirmedTable(sql: SqlStorage): void {
     rotation_id TEXT, marker TEXT NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER NOT NULL)`);
 }
 
+/** Due for a check one second from `now`: only if the call that adds it dies midway. */
 export function addUnconfirmed(sql: SqlStorage, secret: UnconfirmedSecret, now: number): void {
   sql.exec(
     `INSERT OR REPLACE INTO unconfirmed_secrets
@@ -32,7 +35,7 @@ export function addUnconfirmed(sql: SqlStorage, secret: UnconfirmedSecret, now: 
     secret.version,
     secret.rotationId,
     secret.marker,
-    now,
+    now + FIRST_CHECK_MS,
   );
 }
 
@@ -48,7 +51,7 @@ export function deferUnconfirmed(sql: SqlStorage, secretHash: string, now: numbe
   sql.exec(
     "UPDATE unconfirmed_secrets SET attempts = ?, next_at = ? WHERE secret_hash = ?",
     attempts,
-    now + Math.min(60_000, 500 * 2 ** Math.min(attempts, 7)),
+    now + Math.min(60_000, FIRST_CHECK_MS * 2 ** Math.min(attempts - 1, 6)),
     secretHash,
   );
 }

@@ -61,13 +61,13 @@ describe("a revocation whose D1 batch commits and then throws", () => {
         const res = await admin.post(`/keys/${issued.id}/revoke`);
         expect(res.status).toBe(503);
         expect(res.body.code).toBe("unavailable");
-        fault.on = false;
         // D1 holds the revocation; KV has not heard of it yet
         expect((await admin.get(`/keys/${issued.id}`)).body.status).toBe("revoked");
         expect(await pendingRetries(issued.consumerId)).toEqual({
           projections: [issued.id],
           unconfirmed: [],
         });
+        fault.on = false;
         const retry = await admin.post(`/keys/${issued.id}/revoke`);
         expect(retry.status).toBe(200);
         expect(retry.body.status).toBe("revoked");
@@ -132,9 +132,9 @@ describe("a rotation whose D1 batch commits and then throws", () => {
         const res = await admin.post(`/keys/${issued.id}/rotate`, { gracePeriodSeconds: 600 });
         expect(res.status).toBe(503);
         expect(res.body.key).toBeUndefined();
-        fault.on = false;
         // D1 holds a rotation to a secret no client has
         expect(await rotationsOf(issued.id)).toEqual([{ state: "in_progress", to_version: 2 }]);
+        fault.on = false;
         await runRetriesNow(issued.consumerId);
       },
     );

@@ -125,10 +125,10 @@ describe("deleting a consumer", () => {
       { DB: (db) => committingThenFailing(db, fault, true) },
       async () => {
         expect((await admin.delete(`/consumers/${first.consumerId}`)).status).toBe(503);
-        fault.on = false;
         expect((await pendingRetries(first.consumerId)).projections).toEqual(
           [first.id, second.id].sort(),
         );
+        fault.on = false;
         await runRetriesNow(first.consumerId);
       },
     );

@@ -147,12 +147,12 @@ describe("issuing a secret while KV is down", () => {
         const res = await admin.post(`/consumers/${consumerId}/keys`, { scopes: ["prices:read"] });
         expect(res.status).toBe(503);
         expect(res.body.key).toBeUndefined();
+        expect((await admin.get(`/consumers/${consumerId}/keys`)).body.items).toEqual([]);
+        expect((await pendingRetries(consumerId)).unconfirmed).toHaveLength(1);
         fault.on = false;
+        await runRetriesNow(consumerId);
       },
     );
-    expect((await admin.get(`/consumers/${consumerId}/keys`)).body.items).toEqual([]);
-    expect((await pendingRetries(consumerId)).unconfirmed).toHaveLength(1);
-    await runRetriesNow(consumerId);
     expect(await pendingRetries(consumerId)).toEqual({ projections: [], unconfirmed: [] });
     expect(await kvRecordsOf(consumerId)).toEqual([]);
     const retry = await admin.post(`/consumers/${consumerId}/keys`, { scopes: ["prices:read"] });
