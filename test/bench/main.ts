@@ -6,6 +6,7 @@ import { managementApi, request } from "../e2e/support/http.js";
 import { ROOT, startKeygate, type Keygate } from "../e2e/support/worker.js";
 import { median, quantile, runLoad, sortedCopy, type LoadResult } from "./load.js";
 import { parseOptions, USAGE, type BenchOptions } from "./options.js";
+import { profileScenario } from "./profile.js";
 import { startPeers, type Peers } from "./peers.js";
 import {
   formatReport,
@@ -454,6 +455,9 @@ export async function main(argv: string[]): Promise<number> {
   if (options.help) {
     console.log(USAGE);
     return 0;
+  }
+  if (options.profile !== null) {
+    return profileScenario(options.profile, options.durationSeconds, options.connections);
   }
 
   const instances: { a?: Keygate; b?: Keygate; peers?: Peers } = {};

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { PROFILE_SCENARIOS, type ProfileScenario } from "./profile.js";
 
 /** Command-line flags of `npm run bench`. */
 export interface BenchOptions {
@@ -9,6 +10,8 @@ export interface BenchOptions {
   connections: number;
   /** Rounds over every scenario; the report takes each scenario's median. */
   rounds: number;
+  /** `--profile <scenario>`: a CPU profile of one scenario instead of the benchmark. */
+  profile: ProfileScenario | null;
   help: boolean;
 }
 
@@ -32,6 +35,9 @@ Options:
   --connections <n>   concurrent connections of the saturating runs (default ${DEFAULT_CONNECTIONS})
   --rounds <n>        rounds over all scenarios, order reversed every other round; each
                       scenario reports its median (default ${DEFAULT_ROUNDS})
+  --profile <name>    instead of the benchmark, a CPU profile of the Worker (through workerd's
+                      inspector) under one scenario: ${PROFILE_SCENARIOS.join(", ")};
+                      writes a .cpuprofile and prints the busiest functions
   -h, --help          show this text`;
 
 function positiveInteger(name: string, text: string | undefined, fallback: number): number {
@@ -41,6 +47,15 @@ function positiveInteger(name: string, text: string | undefined, fallback: numbe
     throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(text)}`);
   }
   return value;
+}
+
+function profileScenario(text: string | undefined): ProfileScenario | null {
+  if (text === undefined) return null;
+  const found = PROFILE_SCENARIOS.find((name) => name === text);
+  if (!found) {
+    throw new Error(`--profile takes one of ${PROFILE_SCENARIOS.join(", ")}, got ${text}`);
+  }
+  return found;
 }
 
 export function parseOptions(argv: string[]): BenchOptions {
@@ -53,6 +68,7 @@ export function parseOptions(argv: string[]): BenchOptions {
       duration: { type: "string" },
       connections: { type: "string" },
       rounds: { type: "string" },
+      profile: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -61,6 +77,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     durationSeconds: positiveInteger("duration", values.duration, DEFAULT_DURATION_SECONDS),
     connections: positiveInteger("connections", values.connections, DEFAULT_CONNECTIONS),
     rounds: positiveInteger("rounds", values.rounds, DEFAULT_ROUNDS),
+    profile: profileScenario(values.profile),
     help: values.help,
   };
 }
