@@ -71,6 +71,27 @@ export class KeygateError extends Error {
   }
 }
 
+function problemMembers(code: ErrorCode) {
+  return {
+    type: `https://keygate.dev/problems/${code.replaceAll("_", "-")}`,
+    title: TITLES[code],
+    status: ERROR_STATUS[code],
+    code,
+  };
+}
+
+const heads = new Map<ErrorCode, string>();
+
+/** `{"type":…,"title":…,"status":…,"code":…,` for `code`: the start of its problem document. */
+function problemHead(code: ErrorCode): string {
+  let head = heads.get(code);
+  if (head === undefined) {
+    head = JSON.stringify(problemMembers(code)).slice(0, -1) + ",";
+    heads.set(code, head);
+  }
+  return head;
+}
+
 /** Renders an RFC 9457 problem document with the request id and `Cache-Control: no-store`. */
 export function problemResponse(
   code: ErrorCode,
@@ -78,15 +99,12 @@ export function problemResponse(
   options: ProblemOptions = {},
 ): Response {
   const status = ERROR_STATUS[code];
-  const body = {
-    type: `https://keygate.dev/problems/${code.replaceAll("_", "-")}`,
-    title: TITLES[code],
-    status,
-    detail: FIXED_DETAIL[code] ?? options.detail ?? TITLES[code],
-    code,
-    requestId,
-    ...options.extensions,
-  };
+  const detail = FIXED_DETAIL[code] ?? options.detail ?? TITLES[code];
+  // the members every problem of this code shares are serialised once per isolate
+  const body =
+    options.extensions === undefined
+      ? `${problemHead(code)}"detail":${JSON.stringify(detail)},"requestId":${JSON.stringify(requestId)}}`
+      : JSON.stringify({ ...problemMembers(code), detail, requestId, ...options.extensions });
   // a plain record, not a Headers object: this runs for every refused request
   const headers: Record<string, string> = {
     "Content-Type": "application/problem+json",
@@ -98,7 +116,7 @@ export function problemResponse(
   }
   // callers spell header names as above, so a same-named extra replaces the default
   if (options.headers) Object.assign(headers, options.headers);
-  return new Response(JSON.stringify(body), { status, headers });
+  return new Response(body, { status, headers });
 }
 
 /** The problem response for a `KeygateError` inside a Hono handler. */
