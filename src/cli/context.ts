@@ -19,14 +19,9 @@ export class CliContext {
     this.client = new KeygateClient(baseUrlOf(options.url), options.token);
   }
 
-  /** Whether to draw spinners: on a terminal, never with `--json`. */
-  get interactive(): boolean {
-    return !this.json && process.stderr.isTTY === true;
-  }
-
-  /** A management API call, with a spinner while it is slow. */
+  /** A management API call, with a spinner while it is slow (on a terminal, not `--json`). */
   api<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
-    return during(`${method} ${path}`, this.interactive, () =>
+    return during(`${method} ${path}`, this.json, () =>
       this.client.management<T>(method, path, options),
     );
   }

@@ -62,9 +62,9 @@ export function ago(at: string | null | undefined, now = Date.now()): string {
 /** A duration in milliseconds, roughly, in its largest unit (`45s`, `3m`, `2h`, `6d`). */
 export function span(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.round(s / 60)}m`;
-  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  if (s < 90) return `${s}s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)}m`;
+  if (s < 48 * 3600) return `${Math.round(s / 3600)}h`;
   return `${Math.round(s / 86_400)}d`;
 }
 
@@ -86,9 +86,17 @@ export interface Progress {
 
 const silent: Progress = { update() {}, succeed() {}, fail() {}, stop() {} };
 
-/** A spinner on stderr, or a silent stand-in when stderr is not a terminal or `--json` is on. */
-export function progress(text: string, enabled: boolean): Progress {
-  if (!enabled || !process.stderr.isTTY) return silent;
+/** Without a terminal, only the outcome is written, as a line on stderr. */
+const plain: Progress = { update() {}, succeed: note, fail: note, stop() {} };
+
+/**
+ * A spinner on stderr when it is a terminal; otherwise only the outcome as a line
+ * (`quiet`, for `--json`: not even that).
+ */
+export function progress(text: string, quiet: boolean): Progress {
+  if (quiet) return silent;
+  // a terminal that reports no width (some CI ptys) garbles the spinner's redraws
+  if (!process.stderr.isTTY || !process.stderr.columns) return plain;
   const spinner = createSpinner(text, { stream: process.stderr }).start();
   let spinning = true;
   const end = (finish: () => void) => {
@@ -104,14 +112,12 @@ export function progress(text: string, enabled: boolean): Progress {
   };
 }
 
-/** Runs `work`; a spinner shows `text` if it takes longer than a blink. */
-export async function during<T>(
-  text: string,
-  enabled: boolean,
-  work: () => Promise<T>,
-): Promise<T> {
+/** Runs `work`; on a terminal, a spinner shows `text` if it takes longer than a blink. */
+export async function during<T>(text: string, quiet: boolean, work: () => Promise<T>): Promise<T> {
   let shown: Progress | undefined;
-  const timer = setTimeout(() => (shown = progress(text, enabled)), 150);
+  const timer = setTimeout(() => {
+    if (!quiet && process.stderr.isTTY && process.stderr.columns) shown = progress(text, false);
+  }, 150);
   try {
     return await work();
   } finally {

@@ -336,7 +336,8 @@ describe("keygate audit, usage, verify, token", () => {
     const fromStdin = await keygate(["verify", "--json"], { ...as, input: `${key.key}\n` });
     expect(JSON.parse(fromStdin.stdout)).toMatchObject({ valid: true });
 
-    const invalid = await keygate(["verify", `${key.key.slice(0, -1)}x`, "--json"], as);
+    const typo = key.key.slice(0, -1) + (key.key.endsWith("x") ? "y" : "x");
+    const invalid = await keygate(["verify", typo, "--json"], as);
     expect(invalid.code).toBe(1);
     expect(JSON.parse(invalid.stdout)).toMatchObject({ valid: false, code: "invalid_key" });
   });

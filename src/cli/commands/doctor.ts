@@ -4,7 +4,7 @@ import { Option, type Command } from "commander";
 import { KeygateClient } from "../client.js";
 import { contextOf } from "../context.js";
 import { readDevVars, MIN_ADMIN_TOKEN_LENGTH } from "../dev-vars.js";
-import { CliError, EXIT } from "../errors.js";
+import { CliError, EXIT, NetworkError } from "../errors.js";
 import { colors, mark, print } from "../output.js";
 import { checkWorkerVars } from "../worker-config.js";
 import {
@@ -173,7 +173,11 @@ async function apiChecks(client: KeygateClient, tokenSource: string): Promise<Ch
     checks.push({
       name: "Keygate reachable",
       ok: false,
-      detail: problems ? `misconfigured: ${problems.join("; ")}` : (error as Error).message,
+      detail: problems
+        ? `misconfigured: ${problems.join("; ")}`
+        : error instanceof NetworkError
+          ? `${error.message}; start it (npm start), point --url at it, or skip with --no-api`
+          : (error as Error).message,
     });
     return checks;
   }

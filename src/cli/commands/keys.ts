@@ -299,8 +299,8 @@ export function registerKeys(program: Command): void {
         { body: rotateBody(options) },
       );
       ctx.emit(issued, ({ key: secret, ...key }) => {
-        print(...keyFields(key));
-        if (key.rotation) print("", ...rotationFields(key.rotation));
+        // a rotation says which key and versions; without one (nothing to keep in grace) the key does
+        print(...(key.rotation ? rotationFields(key.rotation) : keyFields(key)));
         printSecret(secret);
       });
       if (!options.waitIdle) return;

@@ -13,7 +13,13 @@ export function rotationFields(rotation: Rotation, now = Date.now()): string[] {
   return fields([
     ["rotation", rotation.id],
     ["key", rotation.keyId],
-    ["state", rotation.state + (rotation.endReason ? ` (${rotation.endReason})` : "")],
+    [
+      "state",
+      rotation.state +
+        (rotation.endReason && rotation.endReason !== rotation.state
+          ? ` (${rotation.endReason})`
+          : ""),
+    ],
     ["versions", `v${rotation.fromVersion} → v${rotation.toVersion}`],
     ["started", rotation.startedAt],
     [
@@ -41,7 +47,7 @@ export function trafficLines(rotation: Rotation, now = Date.now()): string[] {
   const share = (n: number) => (total === 0 ? 0 : n / total);
   const percent = (n: number) => `${Math.round(share(n) * 100)}%`.padStart(4);
   const line = (label: string, v: { requests: number; lastUsedAt: string | null }) =>
-    `  ${label}  ${bar(share(v.requests))} ${percent(v.requests)}  ${v.requests} requests, last ${ago(v.lastUsedAt, now)}`;
+    `  ${label}  ${bar(share(v.requests))} ${percent(v.requests)}  ${v.requests} requests, ${v.lastUsedAt ? `last ${ago(v.lastUsedAt, now)}` : "none yet"}`;
   return [
     `traffic since ${rotation.startedAt}:`,
     line(`old v${rotation.fromVersion}`.padEnd(7), usage.old),

@@ -36,7 +36,7 @@ export async function waitIdleThenComplete(
 ): Promise<Rotation> {
   const path = `/rotations/${encodeURIComponent(rotationId)}`;
   const started = Date.now();
-  const shown = progress(`watching rotation ${rotationId}`, ctx.interactive);
+  const shown = progress(`watching rotation ${rotationId}`, ctx.json);
   const interrupted = () => {
     shown.stop();
     note(
