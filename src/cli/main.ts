@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
       if (error.code === "commander.helpDisplayed" || error.code === "commander.version") {
         return EXIT.ok;
       }
-      if (error.code === "commander.help") return EXIT.ok;
+      // "commander.help" is help shown for want of a command: a usage error
       return EXIT.usage;
     }
     if (error instanceof CliError) {

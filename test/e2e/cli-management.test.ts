@@ -419,6 +419,10 @@ describe("keygate errors", () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown command 'frobnicate'");
 
+    const noCommand = await keygate(["keys"], as);
+    expect(noCommand.code).toBe(2);
+    expect(noCommand.stderr).toContain("Usage: keygate keys");
+
     const badUrl = await keygate(["consumers", "list", "--url", "ftp://x"], as);
     expect(badUrl.code).toBe(2);
     expect(badUrl.stderr).toContain("--url must be http or https");
