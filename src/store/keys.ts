@@ -157,7 +157,7 @@ export function upsertVersion(
        ON CONFLICT (key_id, version) DO UPDATE SET scopes = excluded.scopes,
          status = excluded.status, expires_at = excluded.expires_at,
          grace_until = excluded.grace_until, retired_at = excluded.retired_at,
-         last_used_at = MAX(COALESCE(key_versions.last_used_at, 0), COALESCE(excluded.last_used_at, 0))`,
+         last_used_at = NULLIF(MAX(COALESCE(key_versions.last_used_at, 0), COALESCE(excluded.last_used_at, 0)), 0)`,
     )
     .bind(
       keyId,

@@ -39,6 +39,15 @@ describe("keys", () => {
     expect(JSON.stringify(listed.body)).not.toContain(key);
   });
 
+  it("shows lastUsedAt null for versions never used, across a rotation", async () => {
+    const { id } = await newKey();
+    expect((await admin.post(`/keys/${id}/rotate`, { gracePeriodSeconds: 3600 })).status).toBe(201);
+    const shown = await admin.get(`/keys/${id}`);
+    const versions = shown.body.versions as { version: number; lastUsedAt: string | null }[];
+    expect(versions.map((v) => v.version).sort()).toEqual([1, 2]);
+    for (const version of versions) expect(version.lastUsedAt).toBeNull();
+  });
+
   it("lists a consumer's keys", async () => {
     const consumer = await newConsumer();
     await newKey(["a:read"], {}, consumer);
