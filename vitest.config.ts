@@ -9,6 +9,16 @@ export const TEST_ROUTE_RULES = [
   { path: "/strict/*", strict: true },
 ];
 
+/** Bindings every workerd project runs with. */
+function testBindings(migrations: Awaited<ReturnType<typeof readD1Migrations>>) {
+  return {
+    TEST_MIGRATIONS: migrations,
+    ADMIN_TOKEN: "test-admin-token-0123456789",
+    ROUTE_RULES: JSON.stringify(TEST_ROUTE_RULES),
+    ORIGIN_URL: "",
+  };
+}
+
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
   return {
@@ -19,12 +29,7 @@ export default defineConfig(async () => {
             cloudflareTest({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
-                bindings: {
-                  TEST_MIGRATIONS: migrations,
-                  ADMIN_TOKEN: "test-admin-token-0123456789",
-                  ROUTE_RULES: JSON.stringify(TEST_ROUTE_RULES),
-                  ORIGIN_URL: "",
-                },
+                bindings: testBindings(migrations),
                 // test/rpc: another Worker that calls KeygateService over a service binding.
                 // The plugin renames the Worker under test to `vitest-plugin-runner-<project>`
                 // (getRunnerName in @cloudflare/vitest-plugin's pool) and rewrites only its own
@@ -52,7 +57,33 @@ export default defineConfig(async () => {
           test: {
             name: "workers",
             include: ["test/**/*.test.ts"],
-            exclude: ["test/e2e/**"],
+            exclude: ["test/e2e/**", "test/webhooks/**"],
+            setupFiles: ["./test/setup.ts"],
+          },
+        },
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: testBindings(migrations),
+                // every outbound fetch of this project (webhook deliveries, and the tests' own
+                // reads of what was received) goes to test/webhooks/receiver.mjs
+                outboundService: "webhook-receiver",
+                workers: [
+                  {
+                    name: "webhook-receiver",
+                    modules: true,
+                    scriptPath: "./test/webhooks/receiver.mjs",
+                    compatibilityDate: "2026-04-20",
+                  },
+                ],
+              },
+            }),
+          ],
+          test: {
+            name: "webhooks",
+            include: ["test/webhooks/**/*.test.ts"],
             setupFiles: ["./test/setup.ts"],
           },
         },

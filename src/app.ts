@@ -16,6 +16,7 @@ import { managementRouter } from "./routes/router";
 import { rotationRoutes } from "./routes/rotations";
 import { usageRoutes } from "./routes/usage";
 import { verifyRoutes } from "./routes/verify";
+import { webhookRoutes } from "./routes/webhooks";
 import { signingKeyRoutes } from "./routes/signing-keys";
 import { tokenRoutes } from "./routes/token";
 import { currentJwks } from "./tokens/jwks-cache";
@@ -96,6 +97,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   v1.route("/", auditRoutes);
   v1.route("/", usageRoutes);
   v1.route("/", signingKeyRoutes);
+  v1.route("/", webhookRoutes);
   v1.all("*", () => {
     throw new KeygateError("not_found", { detail: "No such management endpoint." });
   });

@@ -20,6 +20,9 @@ export type CoordinatorApi = Pick<
   | "lease"
   | "pendingUsage"
   | "checkVersion"
+  | "emitEvent"
+  | "redeliverWebhook"
+  | "rotateWebhookSecret"
 >;
 
 /** The stub of the consumer's `KeyCoordinator` (one instance per consumer id). */

@@ -69,6 +69,36 @@ import {
   unconfirmedSecrets,
   type UnconfirmedSecret,
 } from "./unconfirmed-secrets";
+import {
+  afterAttempt,
+  isWebhookEventType,
+  MAX_WEBHOOK_SECRET_OVERLAP_SECONDS,
+  webhookDataProblem,
+  webhookEventsFor,
+  webhookPayload,
+  type AttemptOutcome,
+  type WebhookEvent,
+  type WebhookEventData,
+  type WebhookEventType,
+} from "./webhooks";
+import {
+  clearWebhookSecrets,
+  createWebhookSecretTable,
+  generateWebhookSecret,
+  hasWebhookSecret,
+  setWebhookSecret,
+  signingSecrets,
+} from "./webhooks-secrets";
+import { sendWebhook } from "./webhooks-sender";
+import {
+  dueDeliveries,
+  getDelivery,
+  getDeliveryOfEvent,
+  insertDelivery,
+  nextDeliveryAt,
+  recordAttempt,
+  type WebhookDelivery,
+} from "../store/webhooks";
 
 export interface ConsumerInput {
   name: string;
@@ -109,6 +139,21 @@ export interface IssuedKey {
   rotation: Rotation | null;
 }
 
+/**
+ * A consumer as created or changed, with its webhook signing secret when this change
+ * generated one (the consumer's first webhookUrl): shown in that response only, never again.
+ */
+export interface ConsumerWithSecret {
+  consumer: Consumer;
+  webhookSecret: string | null;
+}
+
+/** A rotated webhook secret (shown once) and until when the previous one still signs. */
+export interface RotatedWebhookSecret {
+  webhookSecret: string;
+  previousSecretRetiresAt: number | null;
+}
+
 /** A grant of budget, with when the windows it came from end. */
 export type Lease = Grant & { rateResetAt: number | null; quotaResetAt: number | null };
 
@@ -123,6 +168,8 @@ const USAGE_ROLLUP_MS = 60_000;
 const KV_ATTEMPTS = 3;
 /** When an alarm step failed (D1 down), the alarm runs again this much later. */
 const ALARM_RETRY_MS = 5_000;
+/** Webhook deliveries attempted per alarm run, one after another; more due run next. */
+const WEBHOOK_BATCH = 10;
 
 /**
  * A D1 write that did not land (`landed: false`), or that may have (`"unknown"`: D1 threw and
@@ -157,6 +204,8 @@ function log(event: Record<string, unknown>): void {
  */
 export class KeyCoordinator extends DurableObject<Bindings> {
   #queue = new SerialQueue();
+  /** webhook deliveries, apart from #queue: a slow receiver must not hold up key changes */
+  #webhookQueue = new SerialQueue();
   #states = new Map<string, KeyState>();
 
   constructor(ctx: DurableObjectState, env: Bindings) {
@@ -164,6 +213,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     createUsageTables(ctx.storage.sql);
     createCounterTable(ctx.storage.sql);
     createUnconfirmedTable(ctx.storage.sql);
+    createWebhookSecretTable(ctx.storage.sql);
   }
 
   #consumer: Consumer | null = null;
@@ -270,6 +320,12 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     const sql = this.ctx.storage.sql;
     const events = auditEventsFor(state, transition.events, audit, now);
     const marker = events[0]?.id ?? null;
+    // webhooks ride in the change's own batch: a change that landed has its deliveries
+    const deliveries = await this.#deliveriesFor(
+      state.key.consumerId,
+      webhookEventsFor(events, state, rotations),
+      now,
+    );
     if (issued) {
       if (marker === null) throw new Error("a transition that issues a secret must be audited");
       addUnconfirmed(
@@ -303,9 +359,10 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         throw new ProjectionFailed("KV refused the new secret's record", { cause: error });
       }
     }
+    if (deliveries.length > 0) this.#wakeWebhooks(now);
     try {
       await this.#write(
-        statementsFor(this.env.DB, before, state, rotations, events),
+        [...statementsFor(this.env.DB, before, state, rotations, events), ...deliveries],
         marker,
         [state.key.id],
         now,
@@ -414,6 +471,8 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     if (projection !== null) candidates.push(projection);
     const unconfirmed = nextUnconfirmedAt(this.ctx.storage.sql);
     if (unconfirmed !== null) candidates.push(unconfirmed);
+    const webhooks = this.#webhooksDueAt();
+    if (webhooks !== null) candidates.push(webhooks);
     for (const state of this.#states.values()) {
       if (state.key.consumerId !== consumerId) continue;
       const at = nextDeadline(this.#withLiveUsage(state));
@@ -473,10 +532,20 @@ export class KeyCoordinator extends DurableObject<Bindings> {
 
   // ---- consumers -------------------------------------------------------------------------
 
-  async createConsumer(id: string, input: ConsumerInput, audit: AuditContext): Promise<Consumer> {
+  /**
+   * Creates the consumer. With a webhookUrl, its webhook signing secret is generated and kept
+   * here before the D1 write (so a consumer that exists always has one), and answered once.
+   */
+  async createConsumer(
+    id: string,
+    input: ConsumerInput,
+    audit: AuditContext,
+  ): Promise<ConsumerWithSecret> {
     this.#remember(id);
     return this.#serial(async () => {
       const now = Date.now();
+      const webhookSecret = input.webhookUrl !== null ? generateWebhookSecret() : null;
+      if (webhookSecret !== null) setWebhookSecret(this.ctx.storage.sql, webhookSecret, now);
       const consumer: Consumer = {
         id,
         ...input,
@@ -492,27 +561,39 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         { consumerId: id, keyId: null, target: `consumer:${id}` },
         { name: input.name },
       );
-      await this.#write(
-        [upsertConsumer(this.env.DB, consumer), insertAudit(this.env.DB, event)],
-        event.id,
-        [],
-        now,
-      );
+      try {
+        await this.#write(
+          [upsertConsumer(this.env.DB, consumer), insertAudit(this.env.DB, event)],
+          event.id,
+          [],
+          now,
+        );
+      } catch (error) {
+        // the caller never saw the secret: a consumer that landed all the same gets one by
+        // rotation (POST /consumers/:id/webhook-secret/rotate)
+        if (webhookSecret !== null) clearWebhookSecrets(this.ctx.storage.sql);
+        throw error;
+      }
       this.#consumer = consumer;
-      return consumer;
+      return { consumer, webhookSecret };
     });
   }
 
+  /**
+   * Changes the consumer. The first webhookUrl it gets also generates its webhook signing
+   * secret, answered in this response only.
+   */
   async updateConsumer(
     id: string,
     patch: Partial<ConsumerInput>,
     audit: AuditContext,
-  ): Promise<Result<Consumer>> {
+  ): Promise<Result<ConsumerWithSecret>> {
     this.#remember(id);
     return this.#serial(async () => {
       const current = await getConsumer(this.env.DB, id);
       if (!current || current.status !== "active") return refuse("not_found", "no such consumer");
       const now = Date.now();
+
       const next: Consumer = { ...current, ...patch, updatedAt: now };
       const event = newAuditEvent(
         audit,
@@ -524,12 +605,24 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       // the edge reads limits from each key's KV record
       const limitsChanged = patch.rateLimit !== undefined || patch.monthlyQuota !== undefined;
       const keyIds = limitsChanged ? await getConsumerKeyIds(this.env.DB, id) : [];
-      await this.#write(
-        [upsertConsumer(this.env.DB, next), insertAudit(this.env.DB, event)],
-        event.id,
-        keyIds,
-        now,
-      );
+      const sql = this.ctx.storage.sql;
+      const webhookSecret =
+        typeof patch.webhookUrl === "string" && !hasWebhookSecret(sql)
+          ? generateWebhookSecret()
+          : null;
+      if (webhookSecret !== null) setWebhookSecret(sql, webhookSecret, now);
+      try {
+        await this.#write(
+          [upsertConsumer(this.env.DB, next), insertAudit(this.env.DB, event)],
+          event.id,
+          keyIds,
+          now,
+        );
+      } catch (error) {
+        // the caller never saw the secret: its retry generates and shows a new one
+        if (webhookSecret !== null) clearWebhookSecrets(sql);
+        throw error;
+      }
       this.#consumer = next;
       let attempts = KV_ATTEMPTS;
       for (const keyId of keyIds) {
@@ -541,7 +634,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         else if (!(await this.#project(state, now, undefined, attempts))) attempts = 1;
       }
       await this.#scheduleAlarm();
-      return ok(next);
+      return ok({ consumer: next, webhookSecret });
     });
   }
 
@@ -570,6 +663,11 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         const events = auditEventsFor(transition.state, transition.events, audit, now);
         statements.push(
           ...statementsFor(this.env.DB, before, transition.state, transition.rotations, events),
+          ...this.#deliveryStatements(
+            current,
+            webhookEventsFor(events, transition.state, transition.rotations),
+            now,
+          ),
         );
         changed.push({ before, after: transition.state, rotations: transition.rotations });
       }
@@ -593,6 +691,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         }),
         insertAudit(this.env.DB, event),
       );
+      if (current.webhookUrl !== null) this.#wakeWebhooks(now);
       await this.#write(
         statements,
         event.id,
@@ -925,6 +1024,260 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     return { ...result, rateResetAt: rate?.endsAt ?? null, quotaResetAt: month?.endsAt ?? null };
   }
 
+  // ---- webhooks ------------------------------------------------------------------------------
+
+  /**
+   * Enqueues a webhook event to this consumer and wakes the delivery alarm: for the events
+   * that no change made here causes (scheduled maintenance sends `rotation.grace_ending`,
+   * `key.expiring` and `key.rotation_due`). `data` is never a secret; its times are epoch
+   * milliseconds (`graceUntil`, `expiresAt`, `dueAt`: ISO-8601 in the payload), and
+   * `consumerId` is filled in. `eventId` (the `webhook-id`; default a new `evt_…`) makes a
+   * repeated call enqueue nothing: pass one derived from what the event is about, such as
+   * `grace_ending:<rotationId>`. Answers the delivery's id, or null when the consumer is
+   * unknown, deleted or has no webhookUrl; `enqueued` is false when nothing new was enqueued.
+   * Refuses (`validation_failed`) an unknown type, a malformed eventId, or data that lacks
+   * keyId/version or names a secret field.
+   */
+  async emitEvent(
+    consumerId: string,
+    type: WebhookEventType,
+    data: WebhookEventData,
+    options: { eventId?: string; at?: number } = {},
+  ): Promise<Result<{ deliveryId: string | null; enqueued: boolean }>> {
+    if (!isWebhookEventType(type))
+      return refuse("validation_failed", `not a webhook event type: ${String(type)}`);
+    const eventId = options.eventId ?? newId("evt");
+    if (!/^[\w.:-]{1,128}$/.test(eventId))
+      return refuse("validation_failed", "eventId: 1 to 128 of A-Z a-z 0-9 _ . : -");
+    const problem = webhookDataProblem(data);
+    if (problem !== null) return refuse("validation_failed", problem);
+    this.#remember(consumerId);
+    const consumer = await this.#loadConsumer(consumerId);
+    if (!consumer || consumer.status !== "active" || consumer.webhookUrl === null) {
+      return ok({ deliveryId: null, enqueued: false });
+    }
+    const now = Date.now();
+    const [statement] = this.#deliveryStatements(
+      consumer,
+      [{ id: eventId, type, at: options.at ?? now, data }],
+      now,
+    );
+    const result = await statement!.run();
+    const enqueued = result.meta.changes === 1;
+    if (enqueued) {
+      this.#wakeWebhooks(now);
+      await this.#scheduleAlarm();
+    }
+    const delivery = await getDeliveryOfEvent(this.env.DB, consumerId, eventId);
+    return ok({ deliveryId: delivery?.id ?? null, enqueued });
+  }
+
+  /**
+   * Sends a delivery's event again, as a new delivery with a fresh set of attempts: the same
+   * `webhook-id` and payload (receivers that deduplicate see it as the same event), signed
+   * anew. Audited; refused when the consumer has no webhookUrl.
+   */
+  async redeliverWebhook(
+    consumerId: string,
+    deliveryId: string,
+    audit: AuditContext,
+  ): Promise<Result<WebhookDelivery>> {
+    this.#remember(consumerId);
+    const original = await getDelivery(this.env.DB, deliveryId);
+    if (!original || original.consumerId !== consumerId)
+      return refuse("not_found", "no such webhook delivery");
+    const consumer = await this.#loadConsumer(consumerId);
+    if (!consumer) return refuse("not_found", "no such consumer");
+    if (consumer.webhookUrl === null)
+      return refuse("conflict", "the consumer has no webhookUrl to deliver to");
+    const now = Date.now();
+    const id = newId("whd");
+    const event = newAuditEvent(
+      audit,
+      now,
+      "webhook.redelivered",
+      { consumerId, keyId: null, target: `consumer:${consumerId}` },
+      { deliveryId: id, redeliveryOf: original.id, eventId: original.eventId },
+    );
+    const delivery: WebhookDelivery = {
+      ...original,
+      id,
+      status: "pending",
+      attempts: 0,
+      nextAttemptAt: now,
+      lastAttemptAt: null,
+      lastStatusCode: null,
+      lastError: null,
+      url: null,
+      redeliveryOf: original.id,
+      createdAt: now,
+      updatedAt: now,
+      deliveredAt: null,
+    };
+    this.#wakeWebhooks(now);
+    await this.#write(
+      [insertDelivery(this.env.DB, delivery), insertAudit(this.env.DB, event)],
+      event.id,
+      [],
+      now,
+    );
+    await this.#scheduleAlarm();
+    return ok(delivery);
+  }
+
+  /**
+   * Replaces the consumer's webhook signing secret; the new one is answered once. The old one
+   * keeps signing beside it (a second signature) for `keepPreviousSeconds`, so receivers can
+   * switch without dropping a webhook; 0 stops it at once (a leaked secret).
+   */
+  async rotateWebhookSecret(
+    consumerId: string,
+    keepPreviousSeconds: number,
+    audit: AuditContext,
+  ): Promise<Result<RotatedWebhookSecret>> {
+    this.#remember(consumerId);
+    return this.#serial(async () => {
+      const consumer = await this.#loadConsumer(consumerId);
+      if (!consumer || consumer.status !== "active") return refuse("not_found", "no such consumer");
+      const now = Date.now();
+      const sql = this.ctx.storage.sql;
+      const keep = Math.min(Math.max(0, keepPreviousSeconds), MAX_WEBHOOK_SECRET_OVERLAP_SECONDS);
+      const retiresAt = keep > 0 && hasWebhookSecret(sql) ? now + keep * 1000 : null;
+      const event = newAuditEvent(
+        audit,
+        now,
+        "consumer.webhook_secret_rotated",
+        { consumerId, keyId: null, target: `consumer:${consumerId}` },
+        { previousSecretRetiresAt: retiresAt === null ? null : new Date(retiresAt).toISOString() },
+      );
+      await this.#write([insertAudit(this.env.DB, event)], event.id, [], now);
+      const webhookSecret = generateWebhookSecret();
+      setWebhookSecret(sql, webhookSecret, now, retiresAt);
+      return ok({ webhookSecret, previousSecretRetiresAt: retiresAt });
+    });
+  }
+
+  /** When the alarm should next deliver webhooks (null: nothing known to be pending). */
+  #webhooksDueAt(): number | null {
+    const row = this.ctx.storage.sql
+      .exec<{ value: string }>("SELECT value FROM meta WHERE name = 'webhooksDueAt'")
+      .toArray()[0];
+    return row ? Number(row.value) : null;
+  }
+
+  #setWebhooksDueAt(at: number | null): void {
+    if (at === null) {
+      this.ctx.storage.sql.exec("DELETE FROM meta WHERE name = 'webhooksDueAt'");
+    } else {
+      this.ctx.storage.sql.exec(
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('webhooksDueAt', ?)",
+        String(at),
+      );
+    }
+  }
+
+  /** Deliveries may be due at `at`: the alarm will look (one that finds none costs a query). */
+  #wakeWebhooks(at: number): void {
+    const due = this.#webhooksDueAt();
+    if (due === null || at < due) this.#setWebhooksDueAt(at);
+  }
+
+  /** D1 inserts enqueueing `events` to the consumer; none when it has no webhookUrl. */
+  #deliveryStatements(
+    consumer: Consumer | null,
+    events: WebhookEvent[],
+    now: number,
+  ): D1PreparedStatement[] {
+    if (!consumer || consumer.webhookUrl === null) return [];
+    return events.map((event) =>
+      insertDelivery(this.env.DB, {
+        id: newId("whd"),
+        consumerId: consumer.id,
+        eventId: event.id,
+        eventType: event.type,
+        payload: webhookPayload(consumer.id, event),
+        redeliveryOf: null,
+        createdAt: now,
+      }),
+    );
+  }
+
+  async #deliveriesFor(
+    consumerId: string,
+    events: WebhookEvent[],
+    now: number,
+  ): Promise<D1PreparedStatement[]> {
+    if (events.length === 0) return [];
+    return this.#deliveryStatements(await this.#loadConsumer(consumerId), events, now);
+  }
+
+  /**
+   * Attempts the deliveries that are due, oldest first, a batch per alarm run, and records
+   * each attempt in D1. A failed attempt is retried on the backoff schedule (webhooks.ts);
+   * a send whose record fails is sent again (at least once: receivers deduplicate on
+   * `webhook-id`). Runs alone, apart from key changes.
+   */
+  async #deliverWebhooks(): Promise<void> {
+    const consumerId = this.#consumerId();
+    if (!consumerId) return;
+    await this.#webhookQueue.run(async () => {
+      const sql = this.ctx.storage.sql;
+      const wokenAt = this.#webhooksDueAt();
+      try {
+        const due = await dueDeliveries(this.env.DB, consumerId, Date.now(), WEBHOOK_BATCH);
+        const consumer = due.length > 0 ? await this.#loadConsumer(consumerId) : null;
+        for (const delivery of due) {
+          const at = Date.now();
+          const url = consumer?.webhookUrl ?? null;
+          const secrets = signingSecrets(sql, at);
+          let outcome: AttemptOutcome;
+          if (url === null) {
+            outcome = { ok: false, statusCode: null, error: "the consumer has no webhookUrl", url };
+          } else if (secrets.length === 0) {
+            outcome = {
+              ok: false,
+              statusCode: null,
+              error: "the consumer has no webhook secret: rotate it to get one",
+              url,
+            };
+          } else {
+            outcome = await sendWebhook(
+              url,
+              { eventId: delivery.eventId, payload: delivery.payload },
+              secrets,
+              at,
+            );
+          }
+          // nowhere to send it: given up at once, redeliverable once a webhookUrl is set
+          const progress = afterAttempt(delivery.attempts, outcome, at, url !== null);
+          if (!outcome.ok) {
+            log({
+              event: "webhook_attempt_failed",
+              consumerId,
+              deliveryId: delivery.id,
+              eventType: delivery.eventType,
+              attempts: progress.attempts,
+              status: progress.status,
+              statusCode: outcome.statusCode,
+              error: outcome.error,
+            });
+          }
+          await recordAttempt(this.env.DB, delivery.id, outcome, progress, Date.now());
+        }
+        const next = await nextDeliveryAt(this.env.DB, consumerId);
+        // a change that enqueued meanwhile lowered the mark: keep the earlier of the two
+        const woken = this.#webhooksDueAt();
+        this.#setWebhooksDueAt(
+          woken !== wokenAt && woken !== null && (next === null || woken < next) ? woken : next,
+        );
+      } catch (error) {
+        // D1 is down: look again later, not in a tight loop
+        this.#setWebhooksDueAt(Date.now() + ALARM_RETRY_MS);
+        throw error;
+      }
+    });
+  }
+
   // ---- alarm ---------------------------------------------------------------------------------
 
   /**
@@ -967,6 +1320,8 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       }
     });
     await step("usage", () => this.#rollUpUsage());
+    // last: a slow receiver must not hold up the steps above
+    await step("webhooks", () => this.#deliverWebhooks());
     await this.#scheduleAlarm(failed ? now + ALARM_RETRY_MS : null);
   }
 

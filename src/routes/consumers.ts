@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
 import { forgetConsumer, forgetKey } from "../edge/record-cache";
 import { newId } from "../keys/random";
-import { getConsumer, listConsumers } from "../store/consumers";
+import { getConsumer, listConsumers, type Consumer } from "../store/consumers";
 import { auditOf, change, coordinator, found, read } from "./coordinator-call";
 import {
   ConsumerSchema,
@@ -44,13 +44,30 @@ const ConsumerPatchSchema = z
   })
   .openapi("ConsumerPatch");
 
+/** A consumer as answered by the change that generated its webhook secret (shown once). */
+const ConsumerWithSecretSchema = ConsumerSchema.extend({
+  webhookSecret: z.string().optional().openapi({
+    description:
+      "The webhook signing secret (whsec_…), present only in the response that generated it: the creation or first PATCH that gives the consumer a webhookUrl. Shown once, never again.",
+  }),
+}).openapi("ConsumerWithWebhookSecret");
+
+/** The consumer's view, with its webhook secret when this response is the one to show it. */
+function withSecret(result: { consumer: Consumer; webhookSecret: string | null }) {
+  const view = consumerView(result.consumer);
+  return result.webhookSecret === null ? view : { ...view, webhookSecret: result.webhookSecret };
+}
+
 const create = createRoute({
   method: "post",
   path: "/consumers",
   tags: ["consumers"],
   summary: "Create a consumer",
   request: { body: jsonBody(ConsumerInputSchema) },
-  responses: { 201: jsonResponse(ConsumerSchema, "The consumer"), ...problemResponses },
+  responses: {
+    201: jsonResponse(ConsumerWithSecretSchema, "The consumer"),
+    ...problemResponses,
+  },
 });
 
 const list = createRoute({
@@ -80,7 +97,10 @@ const update = createRoute({
   tags: ["consumers"],
   summary: "Update a consumer",
   request: { params: IdParam("id"), body: jsonBody(ConsumerPatchSchema) },
-  responses: { 200: jsonResponse(ConsumerSchema, "The consumer"), ...problemResponses },
+  responses: {
+    200: jsonResponse(ConsumerWithSecretSchema, "The consumer"),
+    ...problemResponses,
+  },
 });
 
 const remove = createRoute({
@@ -102,7 +122,7 @@ export const consumerRoutes = managementRouter()
   .openapi(create, async (c) => {
     const input = c.req.valid("json");
     const id = newId("csm");
-    const consumer = await change(async () => ({
+    const created = await change(async () => ({
       ok: true as const,
       value: await coordinator(c, id).createConsumer(
         id,
@@ -116,7 +136,7 @@ export const consumerRoutes = managementRouter()
         auditOf(c),
       ),
     }));
-    return c.json(consumerView(consumer), 201);
+    return c.json(withSecret(created), 201);
   })
   .openapi(list, async (c) => {
     const page = await read(() => listConsumers(c.env.DB, c.req.valid("query")));
@@ -131,10 +151,10 @@ export const consumerRoutes = managementRouter()
   })
   .openapi(update, async (c) => {
     const { id } = c.req.valid("param");
-    const consumer = await change(() =>
+    const updated = await change(() =>
       coordinator(c, id).updateConsumer(id, c.req.valid("json"), auditOf(c)),
     );
-    return c.json(consumerView(consumer), 200);
+    return c.json(withSecret(updated), 200);
   })
   .openapi(remove, async (c) => {
     const { id } = c.req.valid("param");

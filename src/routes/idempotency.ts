@@ -18,6 +18,8 @@ import { actorOf, isVerifyRequest } from "./auth";
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 const PENDING_TIMEOUT_MS = 60_000;
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+/** Response fields holding a secret shown once: never kept for a replay. */
+const SECRET_FIELDS = ["key", "webhookSecret"];
 
 interface StoredRecord {
   fingerprint: string;
@@ -134,7 +136,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         let stored = replay;
         try {
           const parsed = JSON.parse(replay) as Record<string, unknown>;
-          delete parsed.key;
+          for (const field of SECRET_FIELDS) delete parsed[field];
           stored = JSON.stringify(parsed);
         } catch {
           // not JSON: stored as it is

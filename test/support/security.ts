@@ -5,7 +5,7 @@ export type ManagementPermission = "read" | "admin" | "verify";
 
 export interface ManagementRoute {
   method: string;
-  /** under `/_keygate/v1`; `{consumer}`, `{key}` and `{rotation}` name fixtures */
+  /** under `/_keygate/v1`; `{consumer}`, `{key}`, `{rotation}` and `{delivery}` name fixtures */
   path: string;
   /** a body that passes validation, where the route takes one */
   body?: unknown;
@@ -78,30 +78,68 @@ export const MANAGEMENT_ROUTES: ManagementRoute[] = [
     permission: "admin",
     status: 200,
   },
+  { method: "GET", path: "/consumers/{consumer}/webhooks", permission: "read", status: 200 },
+  {
+    method: "POST",
+    path: "/consumers/{consumer}/webhooks/{delivery}/redeliver",
+    body: {},
+    permission: "admin",
+    status: 202,
+  },
+  {
+    method: "POST",
+    path: "/consumers/{consumer}/webhook-secret/rotate",
+    body: {},
+    permission: "admin",
+    status: 200,
+  },
 ];
 
 interface Fixtures {
   consumer: string;
   key: string;
   rotation: string;
+  delivery: string;
 }
 
 /** Ids that name nothing: enough for the checks that must refuse before any lookup. */
-const NO_FIXTURES: Fixtures = { consumer: "csm_x", key: "k", rotation: "rot_x" };
+const NO_FIXTURES: Fixtures = { consumer: "csm_x", key: "k", rotation: "rot_x", delivery: "whd_x" };
 
-/** A consumer with a key, and another key of it with a rotation in progress. */
-async function freshFixtures(): Promise<Fixtures> {
-  const consumer = await newConsumer("security-fixture");
+/**
+ * A consumer with a key, and another key of it with a rotation in progress; with `webhook`,
+ * the consumer has a webhookUrl (nothing listens there) and `delivery` is one of its webhooks.
+ */
+async function freshFixtures(webhook = false): Promise<Fixtures> {
+  const consumer = webhook
+    ? ((
+        await admin.post("/consumers", {
+          name: "security-fixture",
+          webhookUrl: "http://127.0.0.1:9/hooks",
+        })
+      ).body.id as string)
+    : await newConsumer("security-fixture");
   const key = await newKey(["prices:read"], {}, consumer);
   const rotated = await newKey(["prices:read"], {}, consumer);
   const rotation = await admin.post(`/keys/${rotated.id}/rotate`, { gracePeriodSeconds: 3600 });
   if (rotation.status !== 201) throw new Error(`rotate: ${JSON.stringify(rotation.body)}`);
-  return { consumer, key: key.id, rotation: (rotation.body.rotation as Json).id as string };
+  const deliveries = webhook ? await admin.get(`/consumers/${consumer}/webhooks`) : null;
+  const delivery = ((deliveries?.body.items as Json[] | undefined)?.[0]?.id as string) ?? "";
+  return {
+    consumer,
+    key: key.id,
+    rotation: (rotation.body.rotation as Json).id as string,
+    delivery,
+  };
+}
+
+function needsWebhook(route: ManagementRoute): boolean {
+  return route.path.includes("{delivery}");
 }
 
 function send(route: ManagementRoute, headers: Record<string, string>, ids = NO_FIXTURES) {
-  const path = route.path.replace(/\{(consumer|key|rotation)\}/g, (_, name: keyof Fixtures) =>
-    encodeURIComponent(ids[name]),
+  const path = route.path.replace(
+    /\{(consumer|key|rotation|delivery)\}/g,
+    (_, name: keyof Fixtures) => encodeURIComponent(ids[name]),
   );
   return call(route.method, `/_keygate/v1${path}`, route.body, headers);
 }
@@ -170,7 +208,11 @@ export function describeManagementSecurity(): void {
     if (route.permission === "read") {
       it("lets a keygate:read key read", async () => {
         const { key } = await newKey(["keygate:read"]);
-        const res = await send(route, { "X-API-Key": key }, await freshFixtures());
+        const res = await send(
+          route,
+          { "X-API-Key": key },
+          await freshFixtures(needsWebhook(route)),
+        );
         expect(res.status).toBe(route.status);
       });
     } else {
@@ -182,7 +224,11 @@ export function describeManagementSecurity(): void {
 
     it.each(["keygate:admin", "keygate:*"])("lets a %s key through", async (scope) => {
       const { key } = await newKey([scope]);
-      const res = await send(route, { Authorization: `Bearer ${key}` }, await freshFixtures());
+      const res = await send(
+        route,
+        { Authorization: `Bearer ${key}` },
+        await freshFixtures(needsWebhook(route)),
+      );
       expect(res.status, JSON.stringify(res.body)).toBe(route.status);
     });
 
