@@ -12,6 +12,7 @@ import { managementAuth } from "./routes/auth";
 import { consumerRoutes } from "./routes/consumers";
 import { idempotency } from "./routes/idempotency";
 import { keyRoutes } from "./routes/keys";
+import { maintenanceRoutes } from "./routes/maintenance";
 import { managementRouter } from "./routes/router";
 import { rotationRoutes } from "./routes/rotations";
 import { usageRoutes } from "./routes/usage";
@@ -97,6 +98,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   v1.route("/", auditRoutes);
   v1.route("/", usageRoutes);
   v1.route("/", signingKeyRoutes);
+  v1.route("/", maintenanceRoutes);
   v1.route("/", webhookRoutes);
   v1.all("*", () => {
     throw new KeygateError("not_found", { detail: "No such management endpoint." });

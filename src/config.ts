@@ -64,6 +64,10 @@ const VarsSchema = z.object({
     (v) => (v === undefined || v === "" ? "ES256" : v),
     z.enum(["ES256", "EdDSA"]),
   ),
+  MAX_KEY_AGE_DAYS: z.preprocess(
+    (v) => (v === undefined || v === "" ? undefined : typeof v === "string" ? Number(v) : v),
+    z.number().int().min(1).max(3650).optional(),
+  ),
 });
 
 /** Typed, defaulted view of the Worker's vars and secrets, parsed once per isolate. */
@@ -83,6 +87,8 @@ export interface Config {
     rotationDays: number;
     algorithm: "ES256" | "EdDSA";
   };
+  /** scheduled maintenance flags current versions older than this (`key.rotation_due`); null: off */
+  maxKeyAgeDays: number | null;
 }
 
 /** Thrown when the vars cannot be parsed; every request then fails closed with 503. */
@@ -132,6 +138,7 @@ function parse(env: Bindings): Config | ConfigError {
       rotationDays: vars.SIGNING_KEY_ROTATION_DAYS,
       algorithm: vars.SIGNING_ALG,
     },
+    maxKeyAgeDays: vars.MAX_KEY_AGE_DAYS ?? null,
   };
 }
 

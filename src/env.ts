@@ -22,6 +22,7 @@ export interface Bindings {
   MAX_TOKEN_TTL_SECONDS?: string | number;
   SIGNING_KEY_ROTATION_DAYS?: string | number;
   SIGNING_ALG?: string;
+  MAX_KEY_AGE_DAYS?: string | number;
 }
 
 export interface Variables {

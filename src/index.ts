@@ -1,5 +1,6 @@
 import { createApp } from "./app";
 import type { Bindings } from "./env";
+import { scheduledMaintenance } from "./maintenance/run";
 import { signerOf } from "./tokens/token-signer";
 
 export { KeyCoordinator } from "./coordinator/key-coordinator";
@@ -11,8 +12,12 @@ const app = createApp();
 /** The Worker: the front door and the management API. */
 export default {
   fetch: app.fetch,
-  /** Cron: rotate signing keys when due and drop retired ones whose tokens have expired. */
-  async scheduled(_controller, env, ctx) {
+  /**
+   * Cron: rotate signing keys when due and drop retired ones whose tokens have expired; and
+   * scheduled maintenance (src/maintenance): close rotations whose grace ended, expire keys,
+   * send reminders, reconcile KV with D1. Each runs even when the other fails.
+   */
+  async scheduled(controller, env, ctx) {
     ctx.waitUntil(
       signerOf(env)
         .maintain()
@@ -24,5 +29,7 @@ export default {
           },
         ),
     );
+    // logs its own report; a failed step fails the cron run, and the next run tries again
+    ctx.waitUntil(scheduledMaintenance(env, controller.scheduledTime));
   },
 } satisfies ExportedHandler<Bindings>;

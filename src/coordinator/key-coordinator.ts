@@ -4,6 +4,15 @@ import type { Bindings } from "../env";
 import { generateSecret, newKeyId, secretHint } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
 import { newId } from "../keys/random";
+import {
+  driftedVersions,
+  emptyOutcome,
+  removeOrphan,
+  upkeep,
+  upkeepChanges,
+  type MaintenanceOutcome,
+  type MaintenanceRequest,
+} from "../maintenance/consumer-upkeep";
 import { insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
 import { getConsumer, upsertConsumer, type Consumer } from "../store/consumers";
 import {
@@ -1354,5 +1363,78 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     }
     await db.batch(statements);
     clearHours(sql, hours);
+  }
+
+  // ---- scheduled maintenance -----------------------------------------------------------------
+
+  /**
+   * Scheduled maintenance of this consumer (src/maintenance/run.ts). Each of `keyIds` is read
+   * again from D1 (the truth, should anything have changed it behind this instance's back),
+   * settled and expired by time (`upkeep`, audited like any change), and its KV records are
+   * made to match their projection. Each orphan record is removed unless D1 holds its secret
+   * after all or an issue of it waits here unconfirmed. A second call finds nothing to do.
+   */
+  async maintain(
+    consumerId: string,
+    request: MaintenanceRequest,
+    audit: AuditContext,
+  ): Promise<MaintenanceOutcome> {
+    this.#remember(consumerId);
+    const outcome = emptyOutcome();
+    for (const keyId of request.keyIds) {
+      try {
+        this.#states.delete(keyId);
+        const decided: { transition: Transition | null } = { transition: null };
+        const result = await this.#change(consumerId, keyId, audit, (s, now) => {
+          decided.transition = upkeep(s, now);
+          return decided.transition;
+        });
+        if (!result.ok) continue;
+        if (decided.transition?.ok) {
+          const changes = upkeepChanges(keyId, decided.transition.events);
+          outcome.rotationsCompleted.push(...changes.rotationsCompleted);
+          outcome.versionsExpired.push(...changes.versionsExpired);
+        }
+        await this.#serial(async () => {
+          const state = await this.#load(keyId);
+          if (!state) return;
+          const now = Date.now();
+          const limits = limitsOf(state, await this.#loadConsumer(consumerId));
+          const drifted = await driftedVersions(this.env.KEYS, state, limits, now);
+          if (drifted.length === 0) return;
+          const projected = await this.#project(
+            state,
+            now,
+            drifted.map((d) => d.version),
+          );
+          for (const { version, drift } of drifted) {
+            outcome.recordsFixed.push({ keyId, version, drift, queued: !projected });
+          }
+        });
+      } catch (error) {
+        outcome.failures.push({ keyId, error: String(error) });
+      }
+    }
+    if (request.orphans.length > 0) {
+      await this.#serial(async () => {
+        for (const orphan of request.orphans) {
+          try {
+            const pending =
+              orphan.keyId !== null &&
+              unconfirmedSecrets(this.ctx.storage.sql, { keyId: orphan.keyId }).some(
+                (u) => u.secretHash === orphan.hash,
+              );
+            if (await removeOrphan(this.env.DB, this.env.KEYS, orphan, pending)) {
+              const { keyId, version } = orphan;
+              outcome.recordsFixed.push({ keyId, version, drift: "orphan", queued: false });
+            }
+          } catch (error) {
+            outcome.failures.push({ keyId: orphan.keyId, error: String(error) });
+          }
+        }
+      });
+    }
+    await this.#scheduleAlarm();
+    return outcome;
   }
 }

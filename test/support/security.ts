@@ -78,6 +78,7 @@ export const MANAGEMENT_ROUTES: ManagementRoute[] = [
     permission: "admin",
     status: 200,
   },
+  { method: "POST", path: "/maintenance/run", body: {}, permission: "admin", status: 200 },
   { method: "GET", path: "/consumers/{consumer}/webhooks", permission: "read", status: 200 },
   {
     method: "POST",

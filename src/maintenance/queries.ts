@@ -1,0 +1,412 @@
+import type { KeyRecord, KeyState, KeyVersion } from "../coordinator/key-state";
+import type { Limits } from "../coordinator/limits";
+import { rotationFromRow } from "../store/keys";
+import { jsonOrNull, numberOrNull, stringOrNull } from "../store/rows";
+import type { NoticeKind } from "./plan";
+
+/**
+ * The D1 reads and writes of scheduled maintenance. Every read is bounded (`LIMIT`, or an
+ * `IN` list of at most `IN_CHUNK` values: D1 binds at most 100 parameters per statement).
+ */
+
+export const IN_CHUNK = 90;
+
+type Row = Record<string, unknown>;
+
+function chunks<T>(values: T[], size = IN_CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < values.length; i += size) out.push(values.slice(i, i + size));
+  return out;
+}
+
+function marks(values: unknown[]): string {
+  return values.map(() => "?").join(", ");
+}
+
+// The row shapes of `keys` and `key_versions` (as in src/store/keys.ts, whose mappers are
+// private to it): maintenance reads them in bulk, not one key at a time.
+
+function keyFromRow(row: Row): KeyRecord {
+  return {
+    id: row.id as string,
+    consumerId: row.consumer_id as string,
+    name: stringOrNull(row.name),
+    metadata: jsonOrNull(row.metadata),
+    rateLimit: jsonOrNull(row.rate_limit),
+    status: row.status as KeyRecord["status"],
+    currentVersion: row.current_version as number,
+    createdAt: row.created_at as number,
+    updatedAt: row.updated_at as number,
+    revokedAt: numberOrNull(row.revoked_at),
+    revokeReason: stringOrNull(row.revoke_reason),
+  };
+}
+
+function versionFromRow(row: Row): KeyVersion {
+  return {
+    version: row.version as number,
+    secretHash: row.secret_hash as string,
+    hint: row.hint as string,
+    scopes: JSON.parse(row.scopes as string) as string[],
+    status: row.status as KeyVersion["status"],
+    createdAt: row.created_at as number,
+    expiresAt: numberOrNull(row.expires_at),
+    graceUntil: numberOrNull(row.grace_until),
+    retiredAt: numberOrNull(row.retired_at),
+    lastUsedAt: numberOrNull(row.last_used_at),
+  };
+}
+
+// ---- time-based work -----------------------------------------------------------------------
+
+/** A key that time has caught up with: a rotation to close or a version to expire. */
+export interface DueKey {
+  consumerId: string;
+  keyId: string;
+  reason: "grace_ended" | "expired";
+}
+
+/** Open rotations whose grace window ended by `now`, oldest first. */
+export async function rotationsPastGrace(
+  db: D1Database,
+  now: number,
+  limit: number,
+): Promise<DueKey[]> {
+  const rows = await db
+    .prepare(
+      `SELECT key_id, consumer_id FROM rotations
+       WHERE state = 'in_progress' AND grace_until IS NOT NULL AND grace_until <= ?
+       ORDER BY grace_until LIMIT ?`,
+    )
+    .bind(now, limit)
+    .all<{ key_id: string; consumer_id: string }>();
+  return rows.results.map((r) => ({
+    consumerId: r.consumer_id,
+    keyId: r.key_id,
+    reason: "grace_ended",
+  }));
+}
+
+/** Versions still stored `active` or `grace` although their `expiresAt` has passed. */
+export async function versionsPastExpiry(
+  db: D1Database,
+  now: number,
+  limit: number,
+): Promise<DueKey[]> {
+  const rows = await db
+    .prepare(
+      `SELECT v.key_id, k.consumer_id FROM key_versions v JOIN keys k ON k.id = v.key_id
+       WHERE v.status IN ('active', 'grace') AND v.expires_at IS NOT NULL AND v.expires_at <= ?
+         AND k.status = 'active'
+       ORDER BY v.expires_at LIMIT ?`,
+    )
+    .bind(now, limit)
+    .all<{ key_id: string; consumer_id: string }>();
+  return rows.results.map((r) => ({
+    consumerId: r.consumer_id,
+    keyId: r.key_id,
+    reason: "expired",
+  }));
+}
+
+// ---- reminders -----------------------------------------------------------------------------
+
+/** An open rotation whose grace ends soon, not yet reminded of. */
+export interface GraceEndingRow {
+  rotationId: string;
+  keyId: string;
+  consumerId: string;
+  fromVersion: number;
+  toVersion: number;
+  graceUntil: number;
+}
+
+/** A key's current version, with what the reminders need, not yet reminded of. */
+export interface CurrentVersionRow {
+  keyId: string;
+  consumerId: string;
+  version: number;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+/** Open rotations whose grace ends after `after` and by `until`, not yet reminded of. */
+export async function rotationsGraceEndingBetween(
+  db: D1Database,
+  after: number,
+  until: number,
+  limit: number,
+): Promise<GraceEndingRow[]> {
+  const rows = await db
+    .prepare(
+      `SELECT r.id, r.key_id, r.consumer_id, r.from_version, r.to_version, r.grace_until
+       FROM rotations r
+       WHERE r.state = 'in_progress' AND r.grace_until > ? AND r.grace_until <= ?
+         AND NOT EXISTS (SELECT 1 FROM maintenance_notices n
+                         WHERE n.kind = 'rotation.grace_ending' AND n.subject = r.id)
+       ORDER BY r.grace_until LIMIT ?`,
+    )
+    .bind(after, until, limit)
+    .all<Row>();
+  return rows.results.map((r) => ({
+    rotationId: r.id as string,
+    keyId: r.key_id as string,
+    consumerId: r.consumer_id as string,
+    fromVersion: r.from_version as number,
+    toVersion: r.to_version as number,
+    graceUntil: r.grace_until as number,
+  }));
+}
+
+const CURRENT_VERSION = `SELECT v.key_id, k.consumer_id, v.version, v.created_at, v.expires_at
+  FROM key_versions v JOIN keys k ON k.id = v.key_id AND k.current_version = v.version
+  JOIN consumers c ON c.id = k.consumer_id
+  WHERE v.status = 'active' AND k.status = 'active' AND c.status = 'active'`;
+
+function currentVersionFromRow(r: Row): CurrentVersionRow {
+  return {
+    keyId: r.key_id as string,
+    consumerId: r.consumer_id as string,
+    version: r.version as number,
+    createdAt: r.created_at as number,
+    expiresAt: numberOrNull(r.expires_at),
+  };
+}
+
+function notNoticed(kind: NoticeKind): string {
+  return `NOT EXISTS (SELECT 1 FROM maintenance_notices n
+    WHERE n.kind = '${kind}' AND n.subject = v.key_id || ':' || v.version)`;
+}
+
+/** Current versions expiring after `after` and by `until`, not yet reminded of. */
+export async function versionsExpiringBetween(
+  db: D1Database,
+  after: number,
+  until: number,
+  limit: number,
+): Promise<CurrentVersionRow[]> {
+  const rows = await db
+    .prepare(
+      `${CURRENT_VERSION} AND v.expires_at > ? AND v.expires_at <= ?
+         AND ${notNoticed("key.expiring")}
+       ORDER BY v.expires_at LIMIT ?`,
+    )
+    .bind(after, until, limit)
+    .all<Row>();
+  return rows.results.map(currentVersionFromRow);
+}
+
+/** Current versions created by `createdBy`, not yet flagged as due for rotation. */
+export async function versionsCreatedBy(
+  db: D1Database,
+  createdBy: number,
+  limit: number,
+): Promise<CurrentVersionRow[]> {
+  const rows = await db
+    .prepare(
+      `${CURRENT_VERSION} AND v.created_at <= ? AND ${notNoticed("key.rotation_due")}
+       ORDER BY v.created_at LIMIT ?`,
+    )
+    .bind(createdBy, limit)
+    .all<Row>();
+  return rows.results.map(currentVersionFromRow);
+}
+
+/** A reminder as recorded: written with its audit event in one batch. */
+export interface NoticeRow {
+  kind: NoticeKind;
+  subject: string;
+  consumerId: string;
+  keyId: string;
+  auditEventId: string;
+  sentAt: number;
+}
+
+export function insertNotice(db: D1Database, notice: NoticeRow): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO maintenance_notices (kind, subject, consumer_id, key_id, audit_event_id, sent_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    )
+    .bind(
+      notice.kind,
+      notice.subject,
+      notice.consumerId,
+      notice.keyId,
+      notice.auditEventId,
+      notice.sentAt,
+    );
+}
+
+/** A reminder recorded but not yet handed to webhook delivery, with its audit details. */
+export interface UnemittedNotice {
+  kind: NoticeKind;
+  subject: string;
+  consumerId: string;
+  keyId: string;
+  auditEventId: string;
+  sentAt: number;
+  details: Record<string, unknown>;
+}
+
+export async function unemittedNotices(db: D1Database, limit: number): Promise<UnemittedNotice[]> {
+  const rows = await db
+    .prepare(
+      `SELECT n.kind, n.subject, n.consumer_id, n.key_id, n.audit_event_id, n.sent_at, a.details
+       FROM maintenance_notices n JOIN audit_events a ON a.id = n.audit_event_id
+       WHERE n.emitted_at IS NULL ORDER BY n.sent_at LIMIT ?`,
+    )
+    .bind(limit)
+    .all<Row>();
+  return rows.results.map((r) => ({
+    kind: r.kind as NoticeKind,
+    subject: r.subject as string,
+    consumerId: r.consumer_id as string,
+    keyId: r.key_id as string,
+    auditEventId: r.audit_event_id as string,
+    sentAt: r.sent_at as number,
+    details: JSON.parse(r.details as string) as Record<string, unknown>,
+  }));
+}
+
+export async function markEmitted(
+  db: D1Database,
+  notice: { kind: NoticeKind; subject: string },
+  now: number,
+): Promise<void> {
+  await db
+    .prepare("UPDATE maintenance_notices SET emitted_at = ? WHERE kind = ? AND subject = ?")
+    .bind(now, notice.kind, notice.subject)
+    .run();
+}
+
+// ---- reconciliation ------------------------------------------------------------------------
+
+/** A page of active keys after `afterId`, by id, each with its versions and open rotation. */
+export async function keyStatesAfter(
+  db: D1Database,
+  afterId: string,
+  limit: number,
+): Promise<KeyState[]> {
+  const keys = await db
+    .prepare("SELECT * FROM keys WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?")
+    .bind(afterId, Math.min(limit, IN_CHUNK))
+    .all<Row>();
+  return withVersions(db, keys.results.map(keyFromRow));
+}
+
+async function withVersions(db: D1Database, keys: KeyRecord[]): Promise<KeyState[]> {
+  if (keys.length === 0) return [];
+  const ids = keys.map((k) => k.id);
+  const [versions, rotations] = await db.batch<Row>([
+    db.prepare(`SELECT * FROM key_versions WHERE key_id IN (${marks(ids)})`).bind(...ids),
+    db
+      .prepare(`SELECT * FROM rotations WHERE key_id IN (${marks(ids)}) AND state = 'in_progress'`)
+      .bind(...ids),
+  ]);
+  const versionRows = versions?.results ?? [];
+  const open = (rotations?.results ?? []).map(rotationFromRow);
+  return keys.map((key) => ({
+    key,
+    versions: versionRows.filter((r) => r.key_id === key.id).map(versionFromRow),
+    rotation: open.find((r) => r.keyId === key.id) ?? null,
+  }));
+}
+
+/** The keys (with versions and open rotation) holding each of `hashes`, by hash. */
+export async function keyStatesByHash(
+  db: D1Database,
+  hashes: string[],
+): Promise<Map<string, KeyState>> {
+  const keyIdByHash = new Map<string, string>();
+  for (const part of chunks(hashes)) {
+    if (part.length === 0) continue;
+    const rows = await db
+      .prepare(`SELECT secret_hash, key_id FROM key_versions WHERE secret_hash IN (${marks(part)})`)
+      .bind(...part)
+      .all<{ secret_hash: string; key_id: string }>();
+    for (const r of rows.results) keyIdByHash.set(r.secret_hash, r.key_id);
+  }
+  const keyIds = [...new Set(keyIdByHash.values())];
+  const states = new Map<string, KeyState>();
+  for (const part of chunks(keyIds)) {
+    const keys = await db
+      .prepare(`SELECT * FROM keys WHERE id IN (${marks(part)})`)
+      .bind(...part)
+      .all<Row>();
+    for (const state of await withVersions(db, keys.results.map(keyFromRow))) {
+      states.set(state.key.id, state);
+    }
+  }
+  const byHash = new Map<string, KeyState>();
+  for (const [hash, keyId] of keyIdByHash) {
+    const state = states.get(keyId);
+    if (state) byHash.set(hash, state);
+  }
+  return byHash;
+}
+
+/** The limits of each consumer, and which of them are active (deleted ones are absent). */
+export async function consumerLimits(
+  db: D1Database,
+  consumerIds: string[],
+): Promise<Map<string, Limits>> {
+  const limits = new Map<string, Limits>();
+  for (const part of chunks([...new Set(consumerIds)])) {
+    const rows = await db
+      .prepare(
+        `SELECT id, rate_limit, monthly_quota FROM consumers
+         WHERE status = 'active' AND id IN (${marks(part)})`,
+      )
+      .bind(...part)
+      .all<Row>();
+    for (const r of rows.results) {
+      limits.set(r.id as string, {
+        rateLimit: jsonOrNull(r.rate_limit),
+        monthlyQuota: numberOrNull(r.monthly_quota),
+      });
+    }
+  }
+  return limits;
+}
+
+/** Whether D1 holds a version with this secret hash. */
+export async function secretKnown(db: D1Database, hash: string): Promise<boolean> {
+  const row = await db
+    .prepare("SELECT 1 AS found FROM key_versions WHERE secret_hash = ?")
+    .bind(hash)
+    .first();
+  return row !== null;
+}
+
+// ---- cursors -------------------------------------------------------------------------------
+
+export type CursorName = "keys" | "kv";
+
+export async function readCursor(db: D1Database, name: CursorName): Promise<string | null> {
+  const row = await db
+    .prepare("SELECT value FROM maintenance_cursors WHERE name = ?")
+    .bind(name)
+    .first<{ value: string }>();
+  return row?.value ?? null;
+}
+
+/** Saves where a walk stopped; null: it reached the end, and the next run starts over. */
+export async function saveCursor(
+  db: D1Database,
+  name: CursorName,
+  value: string | null,
+  now: number,
+): Promise<void> {
+  if (value === null) {
+    await db.prepare("DELETE FROM maintenance_cursors WHERE name = ?").bind(name).run();
+    return;
+  }
+  await db
+    .prepare(
+      `INSERT INTO maintenance_cursors (name, value, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+    )
+    .bind(name, value, now)
+    .run();
+}

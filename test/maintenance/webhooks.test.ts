@@ -1,0 +1,101 @@
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { admin, newKey, type Json } from "../support/api";
+import { DAY, auditActions, moveCreation, runCron } from "./support";
+
+async function deliveries(consumerId: string, type: string): Promise<Json[]> {
+  const rows = await env.DB.prepare(
+    "SELECT event_id, event_type, payload FROM webhook_deliveries WHERE consumer_id = ? AND event_type = ?",
+  )
+    .bind(consumerId, type)
+    .all<Json>();
+  return rows.results;
+}
+
+describe("reminder webhooks", () => {
+  it("hands each reminder to webhook delivery once, with the audit event's id as webhook-id", async () => {
+    // nothing listens there: deliveries stay pending, which is all this test looks at
+    const created = await admin.post("/consumers", {
+      name: "hooked",
+      webhookUrl: "http://127.0.0.1:9/hooks",
+    });
+    expect(created.status).toBe(201);
+    const consumer = created.body.id as string;
+    const rotated = await newKey(["prices:read"], {}, consumer);
+    const rotate = await admin.post(`/keys/${rotated.id}/rotate`, { gracePeriodSeconds: 7200 });
+    const rotation = rotate.body.rotation as Json;
+    const expiring = await newKey(
+      ["prices:read"],
+      { expiresAt: new Date(Date.now() + 2 * DAY).toISOString() },
+      consumer,
+    );
+    const old = await newKey(["prices:read"], {}, consumer);
+    await moveCreation(old.id, 1, Date.now() - 40 * DAY);
+
+    const vars = { MAX_KEY_AGE_DAYS: "30" };
+    const first = await runCron(vars);
+    expect(first.failures).toEqual([]);
+
+    const [graceAudit] = await auditActions(rotated.id, "rotation.grace_ending");
+    const [graceHook] = await deliveries(consumer, "rotation.grace_ending");
+    expect(graceHook!.event_id).toBe(graceAudit!.id);
+    const payload = JSON.parse(graceHook!.payload as string) as Json;
+    expect(payload).toMatchObject({
+      type: "rotation.grace_ending",
+      data: {
+        consumerId: consumer,
+        keyId: rotated.id,
+        version: 2,
+        rotationId: rotation.id,
+        graceUntil: rotation.graceUntil,
+      },
+    });
+    expect(JSON.stringify(payload)).not.toMatch(/[0-9a-f]{64}|kg_/);
+
+    const [expiringHook] = await deliveries(consumer, "key.expiring");
+    expect(JSON.parse(expiringHook!.payload as string)).toMatchObject({
+      data: { keyId: expiring.id, version: 1, expiresAt: expiring.body.expiresAt },
+    });
+    const [dueHook] = await deliveries(consumer, "key.rotation_due");
+    expect(JSON.parse(dueHook!.payload as string)).toMatchObject({
+      data: { keyId: old.id, version: 1, ageDays: 40, maxKeyAgeDays: 30 },
+    });
+
+    const pending = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM maintenance_notices WHERE emitted_at IS NULL",
+    ).first<{ n: number }>();
+    expect(pending?.n).toBe(0);
+
+    await runCron(vars);
+    for (const type of ["rotation.grace_ending", "key.expiring", "key.rotation_due"]) {
+      expect(await deliveries(consumer, type)).toHaveLength(1);
+    }
+  });
+
+  it("hands over again a reminder whose hand-over failed", async () => {
+    const created = await admin.post("/consumers", {
+      name: "hooked later",
+      webhookUrl: "http://127.0.0.1:9/hooks",
+    });
+    const consumer = created.body.id as string;
+    const key = await newKey(
+      ["prices:read"],
+      { expiresAt: new Date(Date.now() + DAY).toISOString() },
+      consumer,
+    );
+    const first = await runCron();
+    expect(first.failures).toEqual([]);
+    // as if the coordinator had not answered: the notice is recorded, the webhook not enqueued
+    await env.DB.prepare("DELETE FROM webhook_deliveries WHERE consumer_id = ?")
+      .bind(consumer)
+      .run();
+    await env.DB.prepare("UPDATE maintenance_notices SET emitted_at = NULL WHERE key_id = ?")
+      .bind(key.id)
+      .run();
+    const second = await runCron();
+    expect(second.failures).toEqual([]);
+    expect(second.reminders).toBe(0);
+    expect(await deliveries(consumer, "key.expiring")).toHaveLength(1);
+    expect(await auditActions(key.id, "key.expiring")).toHaveLength(1);
+  });
+});
