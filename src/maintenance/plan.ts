@@ -118,6 +118,16 @@ export function webhookDataOf(
   return { ...data, keyId, version: typeof version === "number" ? version : 0 };
 }
 
+/**
+ * Whether a recorded reminder is still news at `now`: one whose hand-over to webhooks failed
+ * is handed over again by a later run, but not once the deadline it announces (`graceUntil`,
+ * `expiresAt`) has passed; `key.rotation_due` has none.
+ */
+export function stillNews(details: Record<string, unknown>, now: number): boolean {
+  const deadline = details.graceUntil ?? details.expiresAt;
+  return typeof deadline !== "number" || deadline > now;
+}
+
 /** The instant before which a current version is old enough to be due for rotation. */
 export function rotationDueCutoff(now: number, maxKeyAgeDays: number): number {
   return now - maxKeyAgeDays * DAY_MS;

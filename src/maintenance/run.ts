@@ -17,6 +17,7 @@ import {
   KEY_EXPIRING_LEAD_MS,
   planNotices,
   rotationDueCutoff,
+  stillNews,
   type ConsumerWork,
   type KeyToFix,
   type MaintenanceReport,
@@ -359,7 +360,7 @@ async function sendReminders(
   // this run's reminders, and any an earlier run could not hand over
   for (const notice of await unemittedNotices(env.DB, dueRows)) {
     try {
-      await announce(env, notice);
+      if (stillNews(notice.details, Date.now())) await announce(env, notice);
       await markEmitted(env.DB, notice, Date.now());
     } catch (error) {
       report.failures.push({

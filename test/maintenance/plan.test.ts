@@ -9,6 +9,7 @@ import {
   expectedRecords,
   groupWork,
   planNotices,
+  stillNews,
   webhookDataOf,
 } from "../../src/maintenance/plan";
 import type { CurrentVersionRow, GraceEndingRow } from "../../src/maintenance/queries";
@@ -122,6 +123,15 @@ describe("planNotices", () => {
       version: 2,
       rotationId: "rot_1",
     });
+  });
+});
+
+describe("stillNews", () => {
+  it("drops a reminder handed over too late: its deadline has passed", () => {
+    expect(stillNews({ graceUntil: T0 + 1 }, T0)).toBe(true);
+    expect(stillNews({ graceUntil: T0 }, T0)).toBe(false);
+    expect(stillNews({ expiresAt: T0 - 1 }, T0)).toBe(false);
+    expect(stillNews({ dueAt: T0 - DAY }, T0)).toBe(true);
   });
 });
 

@@ -97,5 +97,26 @@ describe("reminder webhooks", () => {
     expect(second.reminders).toBe(0);
     expect(await deliveries(consumer, "key.expiring")).toHaveLength(1);
     expect(await auditActions(key.id, "key.expiring")).toHaveLength(1);
+
+    // handed over too late to be news: the key has expired since
+    await env.DB.prepare("DELETE FROM webhook_deliveries WHERE consumer_id = ?")
+      .bind(consumer)
+      .run();
+    await env.DB.prepare("UPDATE maintenance_notices SET emitted_at = NULL WHERE key_id = ?")
+      .bind(key.id)
+      .run();
+    // time travel: the deadline the reminder announced has passed
+    await env.DB.prepare(
+      "UPDATE audit_events SET details = json_set(details, '$.expiresAt', ?) WHERE key_id = ? AND action = 'key.expiring'",
+    )
+      .bind(Date.now() - 1000, key.id)
+      .run();
+    const third = await runCron();
+    expect(third.failures).toEqual([]);
+    expect(await deliveries(consumer, "key.expiring")).toEqual([]);
+    const left = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM maintenance_notices WHERE emitted_at IS NULL",
+    ).first<{ n: number }>();
+    expect(left?.n).toBe(0);
   });
 });
