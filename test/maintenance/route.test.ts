@@ -101,6 +101,45 @@ describe("POST /_keygate/v1/maintenance/run", () => {
   });
 });
 
+describe("concurrent runs", () => {
+  it("two passes at once (cron and an operator) change each thing once", async () => {
+    const consumer = await newConsumer("racing");
+    const rotated = await newKey(["prices:read"], {}, consumer);
+    const rotation = (await admin.post(`/keys/${rotated.id}/rotate`, { gracePeriodSeconds: 600 }))
+      .body.rotation as Json;
+    const expired = await newKey(
+      ["prices:read"],
+      { expiresAt: new Date(Date.now() + DAY).toISOString() },
+      consumer,
+    );
+    await moveExpiry(expired.id, 1, Date.now() - 1000);
+
+    const reports = await Promise.all([runMaintenance(env), runMaintenance(env)]);
+    for (const report of reports) expect(report.failures).toEqual([]);
+    const reminded = reports.flatMap((r) => r.reminders).filter((r) => r.keyId === rotated.id);
+    expect(reminded).toEqual([
+      {
+        type: "rotation.grace_ending",
+        consumerId: consumer,
+        keyId: rotated.id,
+        version: 2,
+        rotationId: rotation.id,
+      },
+    ]);
+    const expiredIn = reports
+      .flatMap((r) => r.versionsExpired)
+      .filter((v) => v.keyId === expired.id);
+    expect(expiredIn).toHaveLength(1);
+    for (const [keyId, action] of [
+      [rotated.id, "rotation.grace_ending"],
+      [expired.id, "key.expired"],
+    ] as const) {
+      const events = await admin.get(`/audit?keyId=${keyId}&action=${action}`);
+      expect(events.body.items as Json[]).toHaveLength(1);
+    }
+  });
+});
+
 describe("bounded work", () => {
   it("walks D1 and KV a page at a time, resuming from the saved cursors, until all is fixed", async () => {
     const consumer = await newConsumer("pages");
