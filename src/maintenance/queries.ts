@@ -1,7 +1,7 @@
-import type { KeyRecord, KeyState, KeyVersion } from "../coordinator/key-state";
+import type { KeyState } from "../coordinator/key-state";
 import type { Limits } from "../coordinator/limits";
-import { rotationFromRow } from "../store/keys";
-import { jsonOrNull, numberOrNull, stringOrNull } from "../store/rows";
+import { keyFromRow, keyStatesOf } from "../store/keys";
+import { jsonOrNull, numberOrNull } from "../store/rows";
 import type { NoticeKind } from "./plan";
 
 /**
@@ -21,40 +21,6 @@ function chunks<T>(values: T[], size = IN_CHUNK): T[][] {
 
 function marks(values: unknown[]): string {
   return values.map(() => "?").join(", ");
-}
-
-// The row shapes of `keys` and `key_versions` (as in src/store/keys.ts, whose mappers are
-// private to it): maintenance reads them in bulk, not one key at a time.
-
-function keyFromRow(row: Row): KeyRecord {
-  return {
-    id: row.id as string,
-    consumerId: row.consumer_id as string,
-    name: stringOrNull(row.name),
-    metadata: jsonOrNull(row.metadata),
-    rateLimit: jsonOrNull(row.rate_limit),
-    status: row.status as KeyRecord["status"],
-    currentVersion: row.current_version as number,
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-    revokedAt: numberOrNull(row.revoked_at),
-    revokeReason: stringOrNull(row.revoke_reason),
-  };
-}
-
-function versionFromRow(row: Row): KeyVersion {
-  return {
-    version: row.version as number,
-    secretHash: row.secret_hash as string,
-    hint: row.hint as string,
-    scopes: JSON.parse(row.scopes as string) as string[],
-    status: row.status as KeyVersion["status"],
-    createdAt: row.created_at as number,
-    expiresAt: numberOrNull(row.expires_at),
-    graceUntil: numberOrNull(row.grace_until),
-    retiredAt: numberOrNull(row.retired_at),
-    lastUsedAt: numberOrNull(row.last_used_at),
-  };
 }
 
 // ---- time-based work -----------------------------------------------------------------------
@@ -292,25 +258,7 @@ export async function keyStatesAfter(
     .prepare("SELECT * FROM keys WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?")
     .bind(afterId, Math.min(limit, IN_CHUNK))
     .all<Row>();
-  return withVersions(db, keys.results.map(keyFromRow));
-}
-
-async function withVersions(db: D1Database, keys: KeyRecord[]): Promise<KeyState[]> {
-  if (keys.length === 0) return [];
-  const ids = keys.map((k) => k.id);
-  const [versions, rotations] = await db.batch<Row>([
-    db.prepare(`SELECT * FROM key_versions WHERE key_id IN (${marks(ids)})`).bind(...ids),
-    db
-      .prepare(`SELECT * FROM rotations WHERE key_id IN (${marks(ids)}) AND state = 'in_progress'`)
-      .bind(...ids),
-  ]);
-  const versionRows = versions?.results ?? [];
-  const open = (rotations?.results ?? []).map(rotationFromRow);
-  return keys.map((key) => ({
-    key,
-    versions: versionRows.filter((r) => r.key_id === key.id).map(versionFromRow),
-    rotation: open.find((r) => r.keyId === key.id) ?? null,
-  }));
+  return keyStatesOf(db, keys.results.map(keyFromRow));
 }
 
 /** The keys (with versions and open rotation) holding each of `hashes`, by hash. */
@@ -334,7 +282,7 @@ export async function keyStatesByHash(
       .prepare(`SELECT * FROM keys WHERE id IN (${marks(part)})`)
       .bind(...part)
       .all<Row>();
-    for (const state of await withVersions(db, keys.results.map(keyFromRow))) {
+    for (const state of await keyStatesOf(db, keys.results.map(keyFromRow))) {
       states.set(state.key.id, state);
     }
   }

@@ -2,7 +2,8 @@ import type { KeyRecord, KeyState, KeyVersion, Rotation } from "../coordinator/k
 import { selectPage, toPage, type Page, type PageRequest } from "./pagination";
 import { jsonOrNull, numberOrNull, stringOrNull, toJson } from "./rows";
 
-function keyFromRow(row: Record<string, unknown>): KeyRecord {
+/** A `keys` row as a key record. */
+export function keyFromRow(row: Record<string, unknown>): KeyRecord {
   return {
     id: row.id as string,
     consumerId: row.consumer_id as string,
@@ -94,7 +95,19 @@ export async function listKeyStates(
   const keys = rows.map(keyFromRow);
   const pageOfKeys = toPage(keys, page.limit, (k) => ({ at: k.createdAt, id: k.id }));
   if (pageOfKeys.items.length === 0) return { items: [], nextCursor: null };
-  const ids = pageOfKeys.items.map((k) => k.id);
+  return {
+    items: await keyStatesOf(db, pageOfKeys.items),
+    nextCursor: pageOfKeys.nextCursor,
+  };
+}
+
+/**
+ * The states of `keys` (each with its versions, newest first, and its open rotation), in
+ * their order. One batch whose statements bind every id: at most 100 keys (D1's bind limit).
+ */
+export async function keyStatesOf(db: D1Database, keys: KeyRecord[]): Promise<KeyState[]> {
+  if (keys.length === 0) return [];
+  const ids = keys.map((k) => k.id);
   const marks = ids.map(() => "?").join(", ");
   const [versions, rotations] = await db.batch([
     db
@@ -108,14 +121,11 @@ export async function listKeyStates(
   const rotationRows = ((rotations?.results ?? []) as Record<string, unknown>[]).map(
     rotationFromRow,
   );
-  return {
-    items: pageOfKeys.items.map((key) => ({
-      key,
-      versions: versionRows.filter((r) => r.key_id === key.id).map(versionFromRow),
-      rotation: rotationRows.find((r) => r.keyId === key.id) ?? null,
-    })),
-    nextCursor: pageOfKeys.nextCursor,
-  };
+  return keys.map((key) => ({
+    key,
+    versions: versionRows.filter((r) => r.key_id === key.id).map(versionFromRow),
+    rotation: rotationRows.find((r) => r.keyId === key.id) ?? null,
+  }));
 }
 
 export function upsertKey(db: D1Database, key: KeyRecord): D1PreparedStatement {
