@@ -23,6 +23,23 @@ function marks(values: unknown[]): string {
   return values.map(() => "?").join(", ");
 }
 
+/** The rows of `sql(marks)` for every value, one statement per `IN_CHUNK` of them. */
+async function allIn<T>(
+  db: D1Database,
+  values: string[],
+  sql: (marks: string) => string,
+): Promise<T[]> {
+  const rows: T[] = [];
+  for (const part of chunks(values)) {
+    const result = await db
+      .prepare(sql(marks(part)))
+      .bind(...part)
+      .all<T>();
+    rows.push(...result.results);
+  }
+  return rows;
+}
+
 // ---- time-based work -----------------------------------------------------------------------
 
 /** A key that time has caught up with: a rotation to close or a version to expire. */
@@ -32,47 +49,46 @@ export interface DueKey {
   reason: "grace_ended" | "expired";
 }
 
-/** Open rotations whose grace window ended by `now`, oldest first. */
-export async function rotationsPastGrace(
+/** The keys `sql` (selecting `key_id, consumer_id`, bound to `now` and a limit) finds due. */
+async function dueKeys(
   db: D1Database,
+  sql: string,
+  reason: DueKey["reason"],
   now: number,
   limit: number,
 ): Promise<DueKey[]> {
   const rows = await db
-    .prepare(
-      `SELECT key_id, consumer_id FROM rotations
-       WHERE state = 'in_progress' AND grace_until IS NOT NULL AND grace_until <= ?
-       ORDER BY grace_until LIMIT ?`,
-    )
+    .prepare(sql)
     .bind(now, limit)
     .all<{ key_id: string; consumer_id: string }>();
-  return rows.results.map((r) => ({
-    consumerId: r.consumer_id,
-    keyId: r.key_id,
-    reason: "grace_ended",
-  }));
+  return rows.results.map((r) => ({ consumerId: r.consumer_id, keyId: r.key_id, reason }));
+}
+
+/** Open rotations whose grace window ended by `now`, oldest first. */
+export function rotationsPastGrace(db: D1Database, now: number, limit: number): Promise<DueKey[]> {
+  return dueKeys(
+    db,
+    `SELECT key_id, consumer_id FROM rotations
+     WHERE state = 'in_progress' AND grace_until IS NOT NULL AND grace_until <= ?
+     ORDER BY grace_until LIMIT ?`,
+    "grace_ended",
+    now,
+    limit,
+  );
 }
 
 /** Versions still stored `active` or `grace` although their `expiresAt` has passed. */
-export async function versionsPastExpiry(
-  db: D1Database,
-  now: number,
-  limit: number,
-): Promise<DueKey[]> {
-  const rows = await db
-    .prepare(
-      `SELECT v.key_id, k.consumer_id FROM key_versions v JOIN keys k ON k.id = v.key_id
-       WHERE v.status IN ('active', 'grace') AND v.expires_at IS NOT NULL AND v.expires_at <= ?
-         AND k.status = 'active'
-       ORDER BY v.expires_at LIMIT ?`,
-    )
-    .bind(now, limit)
-    .all<{ key_id: string; consumer_id: string }>();
-  return rows.results.map((r) => ({
-    consumerId: r.consumer_id,
-    keyId: r.key_id,
-    reason: "expired",
-  }));
+export function versionsPastExpiry(db: D1Database, now: number, limit: number): Promise<DueKey[]> {
+  return dueKeys(
+    db,
+    `SELECT v.key_id, k.consumer_id FROM key_versions v JOIN keys k ON k.id = v.key_id
+     WHERE v.status IN ('active', 'grace') AND v.expires_at IS NOT NULL AND v.expires_at <= ?
+       AND k.status = 'active'
+     ORDER BY v.expires_at LIMIT ?`,
+    "expired",
+    now,
+    limit,
+  );
 }
 
 // ---- reminders -----------------------------------------------------------------------------
@@ -205,13 +221,7 @@ export function insertNotice(db: D1Database, notice: NoticeRow): D1PreparedState
 }
 
 /** A reminder recorded but not yet handed to webhook delivery, with its audit details. */
-export interface UnemittedNotice {
-  kind: NoticeKind;
-  subject: string;
-  consumerId: string;
-  keyId: string;
-  auditEventId: string;
-  sentAt: number;
+export interface UnemittedNotice extends NoticeRow {
   details: Record<string, unknown>;
 }
 
@@ -266,25 +276,20 @@ export async function keyStatesByHash(
   db: D1Database,
   hashes: string[],
 ): Promise<Map<string, KeyState>> {
-  const keyIdByHash = new Map<string, string>();
-  for (const part of chunks(hashes)) {
-    if (part.length === 0) continue;
-    const rows = await db
-      .prepare(`SELECT secret_hash, key_id FROM key_versions WHERE secret_hash IN (${marks(part)})`)
-      .bind(...part)
-      .all<{ secret_hash: string; key_id: string }>();
-    for (const r of rows.results) keyIdByHash.set(r.secret_hash, r.key_id);
-  }
-  const keyIds = [...new Set(keyIdByHash.values())];
+  const found = await allIn<{ secret_hash: string; key_id: string }>(
+    db,
+    hashes,
+    (m) => `SELECT secret_hash, key_id FROM key_versions WHERE secret_hash IN (${m})`,
+  );
+  const keyIdByHash = new Map(found.map((r) => [r.secret_hash, r.key_id]));
+  const keyRows = await allIn<Row>(
+    db,
+    [...new Set(keyIdByHash.values())],
+    (m) => `SELECT * FROM keys WHERE id IN (${m})`,
+  );
   const states = new Map<string, KeyState>();
-  for (const part of chunks(keyIds)) {
-    const keys = await db
-      .prepare(`SELECT * FROM keys WHERE id IN (${marks(part)})`)
-      .bind(...part)
-      .all<Row>();
-    for (const state of await keyStatesOf(db, keys.results.map(keyFromRow))) {
-      states.set(state.key.id, state);
-    }
+  for (const part of chunks(keyRows.map(keyFromRow))) {
+    for (const state of await keyStatesOf(db, part)) states.set(state.key.id, state);
   }
   const byHash = new Map<string, KeyState>();
   for (const [hash, keyId] of keyIdByHash) {
@@ -299,23 +304,18 @@ export async function consumerLimits(
   db: D1Database,
   consumerIds: string[],
 ): Promise<Map<string, Limits>> {
-  const limits = new Map<string, Limits>();
-  for (const part of chunks([...new Set(consumerIds)])) {
-    const rows = await db
-      .prepare(
-        `SELECT id, rate_limit, monthly_quota FROM consumers
-         WHERE status = 'active' AND id IN (${marks(part)})`,
-      )
-      .bind(...part)
-      .all<Row>();
-    for (const r of rows.results) {
-      limits.set(r.id as string, {
-        rateLimit: jsonOrNull(r.rate_limit),
-        monthlyQuota: numberOrNull(r.monthly_quota),
-      });
-    }
-  }
-  return limits;
+  const rows = await allIn<Row>(
+    db,
+    [...new Set(consumerIds)],
+    (m) => `SELECT id, rate_limit, monthly_quota FROM consumers
+            WHERE status = 'active' AND id IN (${m})`,
+  );
+  return new Map(
+    rows.map((r): [string, Limits] => [
+      r.id as string,
+      { rateLimit: jsonOrNull(r.rate_limit), monthlyQuota: numberOrNull(r.monthly_quota) },
+    ]),
+  );
 }
 
 /** Whether D1 holds a version with this secret hash. */
