@@ -90,6 +90,17 @@ export function webhookPayload(consumerId: string, event: WebhookEvent): string 
   return JSON.stringify(payload);
 }
 
+/** What every rotation event says first: the key, the version now current, the rotation. */
+function rotationData(keyId: string, version: number, rotation: Rotation) {
+  return {
+    keyId,
+    version,
+    rotationId: rotation.id,
+    fromVersion: rotation.fromVersion,
+    toVersion: rotation.toVersion,
+  };
+}
+
 /**
  * The webhook events of a change to a key, one per audit event that a consumer hears about
  * (`key.created`, `rotation.started`, `rotation.completed`, `rotation.rolled_back`,
@@ -130,11 +141,7 @@ export function webhookEventsFor(
           ...base,
           type: "rotation.started",
           data: {
-            keyId,
-            version: rotation.toVersion,
-            rotationId: rotation.id,
-            fromVersion: rotation.fromVersion,
-            toVersion: rotation.toVersion,
+            ...rotationData(keyId, rotation.toVersion, rotation),
             graceUntil: rotation.graceUntil,
             graceStartsOnFirstUse: rotation.graceStartsOnFirstUse,
             emergency: details.emergency === true,
@@ -149,11 +156,7 @@ export function webhookEventsFor(
           ...base,
           type: "rotation.completed",
           data: {
-            keyId,
-            version: rotation.toVersion,
-            rotationId: rotation.id,
-            fromVersion: rotation.fromVersion,
-            toVersion: rotation.toVersion,
+            ...rotationData(keyId, rotation.toVersion, rotation),
             reason: rotation.endReason,
           },
         });
@@ -165,11 +168,7 @@ export function webhookEventsFor(
           ...base,
           type: "rotation.rolled_back",
           data: {
-            keyId,
-            version: rotation.fromVersion,
-            rotationId: rotation.id,
-            fromVersion: rotation.fromVersion,
-            toVersion: rotation.toVersion,
+            ...rotationData(keyId, rotation.fromVersion, rotation),
             revokedVersion: rotation.toVersion,
           },
         });
