@@ -103,17 +103,8 @@ export interface KeyUsage {
   items: { hour: string; requests: number; versions: Record<string, number> }[];
 }
 
-export interface VerifyResult {
-  valid: boolean;
-  code?: string;
-  keyId: string | null;
-  consumerId: string | null;
-  version: number | null;
-  scopes: string[];
-  expiresAt: string | null;
-  graceUntil: string | null;
-  ratelimit?: { policy: string; state: string };
-}
+/** The answer of `POST /verify`: the Worker's own type (src/edge/key-check.ts). */
+export type { KeyCheck as VerifyResult } from "../edge/key-check.js";
 
 export interface AccessToken {
   access_token: string;

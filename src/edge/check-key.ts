@@ -2,21 +2,11 @@ import type { Config } from "../config";
 import type { Bindings } from "../env";
 import { missingScope } from "../keys/scopes";
 import { admitOrFailClosed } from "./front-door";
+import type { KeyCheck } from "./key-check";
 import { countUse, type WaitUntil } from "./usage-buffer";
 import { verifyCredential } from "./verify";
 
-/** The answer of `POST /verify` and of the `KeygateService.verify` RPC. */
-export interface KeyCheck {
-  valid: boolean;
-  code?: string;
-  keyId: string | null;
-  consumerId: string | null;
-  version: number | null;
-  scopes: string[];
-  expiresAt: string | null;
-  graceUntil: string | null;
-  ratelimit?: { policy: string; state: string };
-}
+export type { KeyCheck } from "./key-check";
 
 const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
 
