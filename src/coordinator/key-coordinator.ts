@@ -1014,7 +1014,13 @@ export class KeyCoordinator extends DurableObject<Bindings> {
    * consumer's monthly quota. Synchronous storage only, so no other call interleaves: the
    * sum of all grants in a window never exceeds the limit.
    */
-  async lease(consumerId: string, keyId: string, limits: Limits, want: number): Promise<Lease> {
+  async lease(
+    consumerId: string,
+    keyId: string,
+    limits: Limits,
+    want: number,
+    returned: { month: number; count: number } | null = null,
+  ): Promise<Lease> {
     this.#remember(consumerId);
     const sql = this.ctx.storage.sql;
     const now = Date.now();
@@ -1025,10 +1031,18 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       rateUsed: rate ? counterOf(sql, rateScope, rate.id) : 0,
       quotaUsed: month ? counterOf(sql, "quota", month.id) : 0,
     };
+    // quota an isolate leased in an earlier rate window of this month and never used
+    const credit =
+      month && returned && returned.month === month.id
+        ? Math.min(Math.max(0, Math.floor(returned.count)), counters.quotaUsed)
+        : 0;
+    counters.quotaUsed -= credit;
     const result = grant(limits, counters, Math.max(1, Math.min(want, 1000)), now);
-    if (result.granted > 0) {
-      if (rate) setCounter(sql, rateScope, rate.id, counters.rateUsed + result.granted);
-      if (month) setCounter(sql, "quota", month.id, counters.quotaUsed + result.granted);
+    if (rate && result.granted > 0) {
+      setCounter(sql, rateScope, rate.id, counters.rateUsed + result.granted);
+    }
+    if (month && (result.granted > 0 || credit > 0)) {
+      setCounter(sql, "quota", month.id, counters.quotaUsed + result.granted);
     }
     return { ...result, rateResetAt: rate?.endsAt ?? null, quotaResetAt: month?.endsAt ?? null };
   }

@@ -18,7 +18,11 @@ import type { WaitUntil } from "./usage-buffer";
 
 interface LocalLease {
   window: string;
+  /** the calendar month (monthWindow id) the lease's quota budget belongs to, if any */
+  month: number | null;
   tokens: number;
+  /** budget of this month leased in an earlier window and not used: given back with the next refill */
+  unused: number;
   rateRemaining: number | null;
   quotaRemaining: number | null;
   rateResetAt: number | null;
@@ -104,9 +108,20 @@ function refill(
   lease: LocalLease,
   limits: Limits,
 ): Promise<void> {
+  const returned =
+    lease.unused > 0 && lease.month !== null ? { month: lease.month, count: lease.unused } : null;
   lease.refill ??= coordinatorOf(env, record.consumerId)
-    .lease(record.consumerId, record.keyId, limits, Math.max(leaseSize(limits), lease.waiting + 1))
-    .then((result) => apply(lease, result))
+    .lease(
+      record.consumerId,
+      record.keyId,
+      limits,
+      Math.max(leaseSize(limits), lease.waiting + 1),
+      returned,
+    )
+    .then((result) => {
+      if (returned) lease.unused -= returned.count;
+      apply(lease, result);
+    })
     .finally(() => {
       lease.refill = null;
     });
@@ -133,10 +148,17 @@ export class Limiter {
     const window = windowOf(limits, now);
     let lease = leases.get(record.keyId);
     if (!lease || lease.window !== window) {
-      if (leases.size >= MAX_LEASES) leases.delete(leases.keys().next().value!);
+      if (!lease && leases.size >= MAX_LEASES) leases.delete(leases.keys().next().value!);
+      const month = limits.monthlyQuota === null ? null : monthWindow(now).id;
+      // a new rate window (or new limits) strands what is left of the old lease: it was
+      // counted against the month's quota, so it goes back with the next refill
+      const unused =
+        lease && month !== null && lease.month === month ? lease.tokens + lease.unused : 0;
       lease = {
         window,
+        month,
         tokens: 0,
+        unused,
         rateRemaining: null,
         quotaRemaining: null,
         rateResetAt: null,

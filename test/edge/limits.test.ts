@@ -133,6 +133,32 @@ describe("rate limits", () => {
   });
 });
 
+describe("monthly quota across rate windows", () => {
+  it("returns budget leased in one rate window and not used to the quota: only requests count", async () => {
+    const quota = 1000;
+    const consumerId = await newConsumer();
+    expect((await admin.patch(`/consumers/${consumerId}`, { monthlyQuota: quota })).status).toBe(
+      200,
+    );
+    // limit 500/s: leases of 10, so each window strands 9 unused in this isolate
+    const issued = await newKey([], { rateLimit: { limit: 500, periodSeconds: 1 } }, consumerId);
+    const record = (await readSecretRecord(env.KEYS, await hashSecret(issued.key)))!;
+    const isolate = new Limiter();
+    const background: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => background.push(p) };
+    const quotaLeft: number[] = [];
+    for (let window = 0; window < 3; window++) {
+      // one request at the start of each one-second window
+      await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 5));
+      const decision = await isolate.admit(env, ctx, record, Date.now());
+      expect(decision.ok).toBe(true);
+      quotaLeft.push(Number(/"quota";r=(\d+)/.exec(decision.headers.RateLimit!)![1]));
+      await Promise.all(background);
+    }
+    expect(quotaLeft).toEqual([quota - 1, quota - 2, quota - 3]);
+  });
+});
+
 describe("key spraying", () => {
   it("cuts off an address after repeated invalid keys, before any KV read, without locking out the owner", async () => {
     const owner = await newKey();
