@@ -50,7 +50,6 @@ export const RATIOS: readonly RatioSpec[] = [
     goal: 0.95,
   },
   { name: "ratelimited_vs_hot", numerator: "ratelimited", denominator: "hot", goal: 0.8 },
-  // JWT bearer tokens are issue 4: the scenario has no rps yet, so the ratio is null.
   { name: "jwt_vs_passthrough", numerator: "jwt", denominator: "passthrough", goal: 0.85 },
   { name: "hono_bearer_auth_vs_hot", numerator: "hono_bearer_auth", denominator: "hot" },
   { name: "oauth_provider_vs_hot", numerator: "oauth_provider", denominator: "hot" },

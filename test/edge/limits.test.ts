@@ -1,10 +1,13 @@
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { Limiter } from "../../src/edge/limiter";
 import { FAILURE_THRESHOLD } from "../../src/edge/ip-guard";
 import { readSecretRecord } from "../../src/store/kv-index";
 import { hashSecret } from "../../src/keys/hash";
+import { checksumOf } from "../../src/keys/key-format";
+import worker from "../../src/index";
 import { admin, newConsumer, newKey, withKey } from "../support/api";
+import { counting } from "../support/faults";
 
 async function codeOf(res: Response) {
   return ((await res.json()) as { code: string }).code;
@@ -159,6 +162,29 @@ describe("monthly quota across rate windows", () => {
   });
 });
 
+describe("failed credentials never consume a valid key's budget", () => {
+  it("unknown secrets naming the key's id and a revoked version cost the key nothing", async () => {
+    const limit = 3;
+    const issued = await newKey([], { rateLimit: { limit, periodSeconds: 3600 } });
+    const rotated = await admin.post(`/keys/${issued.id}/rotate`, { gracePeriodSeconds: 0 });
+    expect(rotated.status).toBe(201);
+    const current = rotated.body.key as string;
+    // the revoked old secret, and well-formed secrets (valid checksums) under the same key id
+    const keyIdPart = issued.key.slice(0, issued.key.lastIndexOf("_") + 1);
+    const forged = Array.from({ length: 5 }, () => {
+      const body = keyIdPart + crypto.randomUUID().replaceAll("-", "").slice(0, 32);
+      return body + checksumOf(body);
+    });
+    for (const secret of [issued.key, ...forged]) {
+      expect((await fromIp("198.51.100.40", secret)).status).toBe(401);
+    }
+    for (let i = 0; i < limit; i++) {
+      expect((await fromIp("198.51.100.41", current)).status).toBe(200);
+    }
+    expect((await fromIp("198.51.100.41", current)).status).toBe(429);
+  });
+});
+
 describe("key spraying", () => {
   it("cuts off an address after repeated invalid keys, before any KV read, without locking out the owner", async () => {
     const owner = await newKey();
@@ -176,5 +202,32 @@ describe("key spraying", () => {
     // the owner's own key, known valid here, still works from that address and everywhere else
     expect((await fromIp(attacker, owner.key)).status).toBe(200);
     expect((await fromIp("198.51.100.1", other.key)).status).toBe(200);
+  });
+});
+
+describe("key spraying: storage", () => {
+  it("refuses a cut-off address's well-formed guesses with no KV read", async () => {
+    const owner = await newKey();
+    const kv = counting(env.KEYS);
+    const testEnv = { ...env, KEYS: kv.binding };
+    const attacker = "203.0.113.77";
+    const keyIdPart = owner.key.slice(0, owner.key.lastIndexOf("_") + 1);
+    const guess = () => {
+      const body = keyIdPart + crypto.randomUUID().replaceAll("-", "").slice(0, 32);
+      return body + checksumOf(body); // a valid checksum: only storage can refuse it
+    };
+    const send = (secret: string) =>
+      worker.fetch(
+        new Request("https://keygate.test/x", {
+          headers: { Authorization: `Bearer ${secret}`, "CF-Connecting-IP": attacker },
+        }),
+        testEnv,
+        createExecutionContext(),
+      );
+    for (let i = 0; i < FAILURE_THRESHOLD; i++) expect((await send(guess())).status).toBe(401);
+    const readsBefore = kv.calls.get ?? 0;
+    expect(readsBefore).toBe(FAILURE_THRESHOLD); // each guess cost one read until the cut-off
+    for (let i = 0; i < 10; i++) expect((await send(guess())).status).toBe(429);
+    expect(kv.calls.get ?? 0).toBe(readsBefore);
   });
 });

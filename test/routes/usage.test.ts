@@ -22,6 +22,11 @@ describe("GET /keys/:id/usage", () => {
     expect(hour.versions).toEqual({ "1": 3, "2": 2 });
     expect(Date.parse(hour.hour as string) % 3_600_000).toBe(0);
 
+    // no D1 write per request: until the coordinator's rollup, the counts live in its storage
+    const before = await env.DB.prepare("SELECT COUNT(*) AS n FROM usage_hourly WHERE key_id = ?")
+      .bind(issued.id)
+      .first<{ n: number }>();
+    expect(before?.n).toBe(0);
     const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(issued.consumerId));
     await runDurableObjectAlarm(stub);
     const rolled = await env.DB.prepare(
