@@ -357,10 +357,19 @@ async function sendReminders(
       });
     }
   }
-  // this run's reminders, and any an earlier run could not hand over
+  // this run's reminders, and any an earlier run could not hand over; one the coordinator
+  // refused is reported and not retried (it is refused for what it says, which stays)
   for (const notice of await unemittedNotices(env.DB, dueRows)) {
     try {
-      if (stillNews(notice.details, Date.now())) await announce(env, notice);
+      const refused = stillNews(notice.details, Date.now()) ? await announce(env, notice) : null;
+      if (refused !== null) {
+        report.failures.push({
+          step: "webhooks",
+          consumerId: notice.consumerId,
+          keyId: notice.keyId,
+          error: refused,
+        });
+      }
       await markEmitted(env.DB, notice, Date.now());
     } catch (error) {
       report.failures.push({
@@ -416,15 +425,29 @@ async function recordNotice(
  * Hands a reminder to webhook delivery: the one place maintenance emits webhooks
  * (`rotation.grace_ending`, `key.expiring`, `key.rotation_due`). The event id is the audit
  * event's, so a repeated hand-over (the answer was lost) enqueues nothing twice, and the
- * `webhook-id` names the audit record. A consumer without a webhook URL gets none.
+ * `webhook-id` names the audit record. A consumer without a webhook URL gets none. Answers
+ * why the coordinator refused it (logged as `maintenance_webhook_refused`), or null.
  */
-async function announce(env: Bindings, notice: UnemittedNotice): Promise<void> {
-  await coordinatorOf(env, notice.consumerId).emitEvent(
+async function announce(env: Bindings, notice: UnemittedNotice): Promise<string | null> {
+  const result = await coordinatorOf(env, notice.consumerId).emitEvent(
     notice.consumerId,
     notice.kind,
     webhookDataOf(notice.keyId, notice.details) as WebhookEventData,
     { eventId: notice.auditEventId, at: notice.sentAt },
   );
+  if (result.ok) return null;
+  console.error(
+    JSON.stringify({
+      event: "maintenance_webhook_refused",
+      consumerId: notice.consumerId,
+      keyId: notice.keyId,
+      eventType: notice.kind,
+      eventId: notice.auditEventId,
+      code: result.code,
+      detail: result.detail,
+    }),
+  );
+  return `${result.code}: ${result.detail}`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { admin, newKey, type Json } from "../support/api";
-import { DAY, auditActions, moveCreation, runCron } from "./support";
+import { DAY, auditActions, moveCreation, runCron, runNow } from "./support";
 
 async function deliveries(consumerId: string, type: string): Promise<Json[]> {
   const rows = await env.DB.prepare(
@@ -118,5 +118,62 @@ describe("reminder webhooks", () => {
       "SELECT COUNT(*) AS n FROM maintenance_notices WHERE emitted_at IS NULL",
     ).first<{ n: number }>();
     expect(left?.n).toBe(0);
+  });
+
+  it("reports a reminder the coordinator refuses, and does not hand it over again", async () => {
+    const created = await admin.post("/consumers", {
+      name: "refused",
+      webhookUrl: "http://127.0.0.1:9/hooks",
+    });
+    const consumer = created.body.id as string;
+    const key = await newKey(
+      ["prices:read"],
+      { expiresAt: new Date(Date.now() + 2 * DAY).toISOString() },
+      consumer,
+    );
+    expect((await runCron()).failures).toEqual([]);
+    // as if the hand-over had not happened, with details a webhook may not carry
+    await env.DB.batch([
+      env.DB.prepare("DELETE FROM webhook_deliveries WHERE consumer_id = ?").bind(consumer),
+      env.DB.prepare("UPDATE maintenance_notices SET emitted_at = NULL WHERE key_id = ?").bind(
+        key.id,
+      ),
+      env.DB.prepare(
+        "UPDATE audit_events SET details = json_set(details, '$.hash', 'x') WHERE key_id = ? AND action = 'key.expiring'",
+      ).bind(key.id),
+    ]);
+
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    let lines: Json[];
+    let refused: Json;
+    try {
+      refused = await runNow();
+      lines = logged.mock.calls
+        .map(([line]) => String(line))
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Json);
+    } finally {
+      logged.mockRestore();
+    }
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        event: "maintenance_webhook_refused",
+        keyId: key.id,
+        eventType: "key.expiring",
+        code: "validation_failed",
+      }),
+    );
+    expect(refused.failures).toEqual([
+      {
+        step: "webhooks",
+        consumerId: consumer,
+        keyId: key.id,
+        error: expect.stringMatching(/^validation_failed: .*"hash"/),
+      },
+    ]);
+    expect(await deliveries(consumer, "key.expiring")).toEqual([]);
+    // refused for what it says, which a later run would not change: not retried
+    expect((await runCron()).failures).toEqual([]);
+    expect(await deliveries(consumer, "key.expiring")).toEqual([]);
   });
 });
