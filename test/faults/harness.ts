@@ -11,7 +11,7 @@ import worker from "../../src/index";
 import { getConsumer } from "../../src/store/consumers";
 import { getKeyState } from "../../src/store/keys";
 import { projectVersion, secretKey, type SecretRecord } from "../../src/store/kv-index";
-import type { FaultSwitch } from "../support/faults";
+import { intercepting, type FaultSwitch } from "../support/faults";
 
 /**
  * Fault injection aimed at one consumer's coordinator. Every wrapper here wraps the REAL
@@ -87,26 +87,19 @@ export function committingThenFailing(
   thenDown = false,
 ): D1Database {
   let fired = false;
-  return new Proxy(db, {
-    get(object, property) {
-      const value: unknown = Reflect.get(object, property, object);
-      if (typeof value !== "function") return value;
-      const method = value as (...a: unknown[]) => unknown;
-      return (...args: unknown[]) => {
-        if (fault.on && fired && thenDown) {
-          fault.refused++;
-          throw new Error(`injected ${String(property)} failure: D1 is down`);
-        }
-        if (fault.on && !fired && property === "batch" && writes(args[0])) {
-          fired = true;
-          return (method.apply(object, args) as Promise<unknown>).then(() => {
-            fault.refused++;
-            throw new Error("injected batch failure after the batch committed");
-          });
-        }
-        return method.apply(object, args);
-      };
-    },
+  return intercepting(db, (method, args, real) => {
+    if (fault.on && fired && thenDown) {
+      fault.refused++;
+      throw new Error(`injected ${method} failure: D1 is down`);
+    }
+    if (fault.on && !fired && method === "batch" && writes(args[0])) {
+      fired = true;
+      return (real() as Promise<unknown>).then(() => {
+        fault.refused++;
+        throw new Error("injected batch failure after the batch committed");
+      });
+    }
+    return real();
   });
 }
 
@@ -117,19 +110,12 @@ export function failingFor(
   affected: (key: string) => boolean,
   fault: FaultSwitch,
 ): KVNamespace {
-  return new Proxy(kv, {
-    get(object, property) {
-      const value: unknown = Reflect.get(object, property, object);
-      if (typeof value !== "function") return value;
-      const method = value as (...a: unknown[]) => unknown;
-      return (...args: unknown[]) => {
-        if (fault.on && methods.includes(String(property)) && affected(String(args[0]))) {
-          fault.refused++;
-          return Promise.reject(new Error(`injected ${String(property)} failure`));
-        }
-        return method.apply(object, args);
-      };
-    },
+  return intercepting(kv, (method, args, real) => {
+    if (fault.on && methods.includes(method) && affected(String(args[0]))) {
+      fault.refused++;
+      return Promise.reject(new Error(`injected ${method} failure`));
+    }
+    return real();
   });
 }
 
@@ -139,35 +125,19 @@ export function failingFor(
  */
 export function failingStatements(db: D1Database, sql: RegExp, fault: FaultSwitch): D1Database {
   const wrapStatement = (statement: D1PreparedStatement): D1PreparedStatement =>
-    new Proxy(statement, {
-      get(object, property) {
-        const value: unknown = Reflect.get(object, property, object);
-        if (typeof value !== "function") return value;
-        const method = value as (...a: unknown[]) => unknown;
-        return (...args: unknown[]) => {
-          if (property === "bind") {
-            return wrapStatement(method.apply(object, args) as D1PreparedStatement);
-          }
-          if (fault.on && ["run", "first", "all", "raw"].includes(String(property))) {
-            fault.refused++;
-            return Promise.reject(new Error(`injected ${String(property)} failure`));
-          }
-          return method.apply(object, args);
-        };
-      },
+    intercepting(statement, (method, _args, real) => {
+      if (method === "bind") return wrapStatement(real() as D1PreparedStatement);
+      if (fault.on && ["run", "first", "all", "raw"].includes(method)) {
+        fault.refused++;
+        return Promise.reject(new Error(`injected ${method} failure`));
+      }
+      return real();
     });
-  return new Proxy(db, {
-    get(object, property) {
-      const value: unknown = Reflect.get(object, property, object);
-      if (typeof value !== "function") return value;
-      const method = value as (...a: unknown[]) => unknown;
-      return (...args: unknown[]) => {
-        const result = method.apply(object, args);
-        return property === "prepare" && sql.test(String(args[0]))
-          ? wrapStatement(result as D1PreparedStatement)
-          : result;
-      };
-    },
+  return intercepting(db, (method, args, real) => {
+    const result = real();
+    return method === "prepare" && sql.test(String(args[0]))
+      ? wrapStatement(result as D1PreparedStatement)
+      : result;
   });
 }
 

@@ -12,21 +12,33 @@ export function faultSwitch(on = true): FaultSwitch {
   return { on, refused: 0 };
 }
 
-export function failing<T extends object>(target: T, methods: string[], fault: FaultSwitch): T {
+/**
+ * `target` with every method call handed to `call`: the method's name, its arguments, and
+ * `real`, which makes the call on the real binding. Other properties read through unchanged.
+ */
+export function intercepting<T extends object>(
+  target: T,
+  call: (method: string, args: unknown[], real: () => unknown) => unknown,
+): T {
   return new Proxy(target, {
     get(object, property) {
       const value: unknown = Reflect.get(object, property, object);
       if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        if (fault.on && (methods.includes("*") || methods.includes(String(property)))) {
-          fault.refused++;
-          // thrown synchronously: right for sync methods (D1 prepare), and an awaiting
-          // caller of an async one sees the same rejection
-          throw new Error(`injected ${String(property)} failure`);
-        }
-        return (value as (...a: unknown[]) => unknown).apply(object, args);
-      };
+      const method = value as (...a: unknown[]) => unknown;
+      return (...args: unknown[]) => call(String(property), args, () => method.apply(object, args));
     },
+  });
+}
+
+export function failing<T extends object>(target: T, methods: string[], fault: FaultSwitch): T {
+  return intercepting(target, (method, _args, real) => {
+    if (fault.on && (methods.includes("*") || methods.includes(method))) {
+      fault.refused++;
+      // thrown synchronously: right for sync methods (D1 prepare), and an awaiting
+      // caller of an async one sees the same rejection
+      throw new Error(`injected ${method} failure`);
+    }
+    return real();
   });
 }
 
@@ -56,15 +68,9 @@ export function counting<T extends object>(
   target: T,
 ): { binding: T; calls: Record<string, number> } {
   const calls: Record<string, number> = {};
-  const binding = new Proxy(target, {
-    get(object, property) {
-      const value: unknown = Reflect.get(object, property, object);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        calls[String(property)] = (calls[String(property)] ?? 0) + 1;
-        return (value as (...a: unknown[]) => unknown).apply(object, args);
-      };
-    },
+  const binding = intercepting(target, (method, _args, real) => {
+    calls[method] = (calls[method] ?? 0) + 1;
+    return real();
   });
   return { binding, calls };
 }
