@@ -22,6 +22,11 @@ export interface Consumer {
   webhookUrl: string | null;
   createdAt: string;
   updatedAt: string;
+  /**
+   * The webhook signing secret (`whsec_…`), only in the answer that generated it: the creation
+   * or first update that gives the consumer a `webhookUrl`. Never shown again.
+   */
+  webhookSecret?: string;
 }
 
 export type VersionStatus = "active" | "grace" | "expired" | "revoked";

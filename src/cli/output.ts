@@ -40,6 +40,15 @@ export function table(headings: string[], rows: unknown[][]): string[] {
   return [pc.bold(line(headings.map((h) => h.toUpperCase()))), ...text.map(line)];
 }
 
+/**
+ * The one place a plaintext secret is written for people (an API key, a webhook secret): on
+ * its own line of stdout, with the note that the API will not show it again on stderr.
+ */
+export function printSecret(secret: string, what = "the secret"): void {
+  print("", `  ${pc.bold(secret)}`, "");
+  note(pc.yellow(`This is the only time ${what} is shown: store it now.`));
+}
+
 /** `label  value` pairs, labels aligned. */
 export function fields(pairs: [string, unknown][]): string[] {
   const width = Math.max(...pairs.map(([label]) => label.length));

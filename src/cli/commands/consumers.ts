@@ -11,7 +11,7 @@ import type { Consumer, Page } from "../api-types.js";
 import { confirmOrRefuse } from "../confirm.js";
 import { contextOf } from "../context.js";
 import { UsageError } from "../errors.js";
-import { cell, fields, note, print, table } from "../output.js";
+import { cell, fields, note, print, printSecret, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
 
 const rateLimitText = (rateLimit: RateLimit | null) =>
@@ -29,6 +29,14 @@ export function consumerFields(consumer: Consumer): string[] {
     ["updated", consumer.updatedAt],
   ]);
 }
+
+/** A consumer, and its webhook secret when this answer is the one that shows it (once). */
+function printConsumer({ webhookSecret, ...consumer }: Consumer): void {
+  print(...consumerFields(consumer));
+  if (webhookSecret !== undefined) printSecret(webhookSecret, "the webhook secret");
+}
+
+const consumerPath = (id: string) => `/consumers/${encodeURIComponent(id)}`;
 
 const CONSUMER_FIELDS = ["name", "metadata", "rateLimit", "monthlyQuota", "webhookUrl"] as const;
 
@@ -53,7 +61,10 @@ export function registerConsumers(program: Command): void {
         parsePositiveInt,
       ),
     )
-    .option("--webhook-url <url>", "where Keygate sends this consumer's webhooks")
+    .option(
+      "--webhook-url <url>",
+      "where Keygate sends this consumer's webhooks (its signing secret is printed once)",
+    )
     .addOption(
       new Option("--metadata <json>", "a JSON object kept with it").argParser(parseJsonObject),
     )
@@ -62,7 +73,7 @@ export function registerConsumers(program: Command): void {
       const consumer = await ctx.api<Consumer>("POST", "/consumers", {
         body: bodyOf({ ...options, name }, CONSUMER_FIELDS),
       });
-      ctx.emit(consumer, (c) => print(...consumerFields(c)));
+      ctx.emit(consumer, printConsumer);
     });
 
   withPageOptions(consumers.command("list").description("list consumers, newest first")).action(
@@ -93,7 +104,7 @@ export function registerConsumers(program: Command): void {
     .argument("<id>", "consumer id (csm_…)")
     .action(async (id: string, _options: unknown, command: Command) => {
       const ctx = contextOf(command);
-      const consumer = await ctx.api<Consumer>("GET", `/consumers/${encodeURIComponent(id)}`);
+      const consumer = await ctx.api<Consumer>("GET", consumerPath(id));
       ctx.emit(consumer, (c) => print(...consumerFields(c)));
     });
 
@@ -124,10 +135,8 @@ export function registerConsumers(program: Command): void {
         throw new UsageError("nothing to update: pass at least one of the options (see --help)");
       }
       const ctx = contextOf(command);
-      const consumer = await ctx.api<Consumer>("PATCH", `/consumers/${encodeURIComponent(id)}`, {
-        body,
-      });
-      ctx.emit(consumer, (c) => print(...consumerFields(c)));
+      const consumer = await ctx.api<Consumer>("PATCH", consumerPath(id), { body });
+      ctx.emit(consumer, printConsumer);
     });
 
   consumers
@@ -140,7 +149,7 @@ export function registerConsumers(program: Command): void {
       await confirmOrRefuse(`Delete consumer ${id} and revoke all its keys?`, options.yes);
       const result = await ctx.api<{ id: string; deleted: true; revokedKeys: string[] }>(
         "DELETE",
-        `/consumers/${encodeURIComponent(id)}`,
+        consumerPath(id),
       );
       ctx.emit(result, (r) => {
         print(`deleted ${r.id}`);

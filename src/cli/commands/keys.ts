@@ -15,7 +15,7 @@ import type { IssuedKey, Key, Page, Rotation } from "../api-types.js";
 import { confirmOrRefuse } from "../confirm.js";
 import { contextOf, type CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { colors, fields, note, print, table } from "../output.js";
+import { fields, note, print, printSecret, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
 import { rotationFields, rotationIdOf } from "./rotations.js";
 import { waitIdleThenComplete } from "./wait-idle.js";
@@ -55,12 +55,6 @@ function versionTable(key: Key): string[] {
       v.lastUsedAt,
     ]),
   );
-}
-
-/** The one place a plaintext secret is written for people: create and rotate. */
-function printSecret(secret: string): void {
-  print("", `  ${colors.bold(secret)}`, "");
-  note(colors.yellow("This is the only time the secret is shown: store it now."));
 }
 
 interface KeyOptions {
