@@ -3,9 +3,9 @@ import { describe, expect, it } from "vitest";
 import worker from "../src/index";
 import {
   expectKvMatchesD1,
+  expectNothingToRetry,
   frontDoor,
   kvRecordsOf,
-  pendingRetries,
   runRetriesNow,
   withCoordinatorBindings,
 } from "./faults/harness";
@@ -131,7 +131,7 @@ describe("management plane leaves nothing half-done", () => {
     expect(old.headers.get("Deprecation")).toBeNull();
     // the alarm's second look finds nothing more to do
     await runRetriesNow(issued.consumerId);
-    expect(await pendingRetries(issued.consumerId)).toEqual({ projections: [], unconfirmed: [] });
+    await expectNothingToRetry(issued.consumerId);
     expect(await snapshot(issued.id, issued.consumerId)).toEqual(before);
     // and the same request succeeds once D1 is back
     expect(

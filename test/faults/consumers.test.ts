@@ -9,6 +9,8 @@ import {
   committingThenFailing,
   coordinatorsWith,
   expectKvMatchesD1,
+  expectNothingToRetry,
+  expectRevokedAndSettled,
   failingFor,
   frontDoor,
   kvRecordsOf,
@@ -90,7 +92,7 @@ describe("creating a key", () => {
     expect((await admin.get(`/consumers/${consumerId}/keys`)).body.items).toEqual([]);
     expect(await kvRecordsOf(consumerId)).toEqual([]);
     await runRetriesNow(consumerId);
-    expect(await pendingRetries(consumerId)).toEqual({ projections: [], unconfirmed: [] });
+    await expectNothingToRetry(consumerId);
     expect(await kvRecordsOf(consumerId)).toEqual([]);
   });
 });
@@ -133,11 +135,7 @@ describe("deleting a consumer", () => {
       },
     );
     expect((await consumerRow(first.consumerId))?.status).toBe("deleted");
-    for (const key of [first, second]) {
-      expect((await frontDoor(key.key)).status).toBe(401);
-      await expectKvMatchesD1(key.id);
-    }
-    expect(await pendingRetries(first.consumerId)).toEqual({ projections: [], unconfirmed: [] });
+    await expectRevokedAndSettled(first, second);
   });
 
   it("whose batch landed unconfirmed: a retried delete answers 404 and revokes the keys in KV at once", async () => {
@@ -153,11 +151,7 @@ describe("deleting a consumer", () => {
         expect((await admin.delete(`/consumers/${first.consumerId}`)).status).toBe(404);
       },
     );
-    for (const key of [first, second]) {
-      expect((await frontDoor(key.key)).status).toBe(401);
-      await expectKvMatchesD1(key.id);
-    }
-    expect(await pendingRetries(first.consumerId)).toEqual({ projections: [], unconfirmed: [] });
+    await expectRevokedAndSettled(first, second);
   });
 
   it("when KV fails for some keys only: 200, the others at once, the rest once the alarm's retry lands", async () => {
@@ -182,11 +176,7 @@ describe("deleting a consumer", () => {
         await runRetriesNow(first.consumerId);
       },
     );
-    for (const key of [first, second]) {
-      expect((await frontDoor(key.key)).status).toBe(401);
-      await expectKvMatchesD1(key.id);
-    }
-    expect(await pendingRetries(first.consumerId)).toEqual({ projections: [], unconfirmed: [] });
+    await expectRevokedAndSettled(first, second);
   });
 });
 

@@ -170,6 +170,30 @@ export async function pendingRetries(
   }));
 }
 
+/** Asserts that the consumer's coordinator has nothing left for its alarm to retry. */
+export async function expectNothingToRetry(consumerId: string): Promise<void> {
+  expect(await pendingRetries(consumerId), `retries of ${consumerId}`).toEqual({
+    projections: [],
+    unconfirmed: [],
+  });
+}
+
+/**
+ * Asserts that revoked keys are settled: the front door refuses each, KV matches D1 for each,
+ * and their coordinators have nothing left to retry.
+ */
+export async function expectRevokedAndSettled(
+  ...keys: { id: string; key: string; consumerId: string }[]
+): Promise<void> {
+  for (const key of keys) {
+    expect((await frontDoor(key.key)).status, `key ${key.id} at the front door`).toBe(401);
+    await expectKvMatchesD1(key.id);
+  }
+  for (const consumerId of new Set(keys.map((k) => k.consumerId))) {
+    await expectNothingToRetry(consumerId);
+  }
+}
+
 /** Asserts that KV holds, for every version of the key, exactly what D1 says it should. */
 export async function expectKvMatchesD1(keyId: string): Promise<void> {
   const state = await getKeyState(env.DB, keyId);
