@@ -1,9 +1,8 @@
 import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer } from "node:net";
 import WebSocket from "ws";
-import { managementApi, request } from "../e2e/support/http.js";
+import { freePort, managementApi, request } from "../e2e/support/http.js";
 import { startKeygate } from "../e2e/support/worker.js";
 import { runLoad } from "./load.js";
 
@@ -25,17 +24,6 @@ interface ProfileNode {
 interface CpuProfile {
   nodes: ProfileNode[];
   samples: number[];
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
 }
 
 /** A minimal DevTools protocol client: one request at a time, answers matched by id. */

@@ -1,9 +1,8 @@
 import { execFile } from "node:child_process";
-import { createServer } from "node:net";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCli, keygate, keygateJson, type CliOptions } from "./cli-harness.js";
-import { request } from "./support/http.js";
+import { freePort, request } from "./support/http.js";
 import { ROOT, startKeygate, type Keygate } from "./support/worker.js";
 
 /**
@@ -383,7 +382,7 @@ describe("keygate errors", () => {
   });
 
   it("a server that is down: which URL failed and how to point elsewhere", async () => {
-    const port = await closedPort();
+    const port = await freePort(); // nothing listens there
     const url = `http://127.0.0.1:${port}`;
     const result = await keygate(["consumers", "list"], { url, token: kg.adminToken });
     expect(result.code).toBe(1);
@@ -445,14 +444,3 @@ describe("packaging", () => {
     expect(stdout).toContain("Usage: keygate");
   });
 });
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}

@@ -1,13 +1,12 @@
 import { execFile } from "node:child_process";
 import { cp, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse } from "smol-toml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCli, keygate, type CliOptions } from "./cli-harness.js";
-import { startOrigin, type Origin } from "./support/http.js";
+import { freePort, startOrigin, type Origin } from "./support/http.js";
 import { ROOT, startKeygate, type Keygate } from "./support/worker.js";
 
 /**
@@ -288,7 +287,7 @@ describe("keygate doctor", () => {
         "",
       ),
     );
-    const closed = await closedPort();
+    const closed = await freePort(); // nothing listens there
     await writeFile(
       join(dir, ".dev.vars"),
       `ADMIN_TOKEN=short\nORIGIN_URL=http://127.0.0.1:${closed}\nROUTE_RULES='[{"path":"no-slash"}]'\n`,
@@ -338,14 +337,3 @@ describe("keygate doctor", () => {
     expect(report.checks.at(-1)!.detail).toContain("invalid_key (401)");
   }, 120_000);
 });
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}

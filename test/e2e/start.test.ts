@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { cp, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ensureAdminToken } from "../../scripts/start.mjs";
-import { managementApi, request, sleep, waitFor } from "./support/http.js";
+import { freePort, managementApi, request, sleep, waitFor } from "./support/http.js";
 import { ROOT } from "./support/worker.js";
 
 /**
@@ -67,17 +66,6 @@ describe("npm start: ADMIN_TOKEN in .dev.vars", () => {
     expect(() => ensureAdminToken(dir)).toThrow(/5 characters; Keygate needs at least 16/);
   });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
