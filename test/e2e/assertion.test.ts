@@ -1,9 +1,8 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // through the package's exports map, as an origin's code imports it
 import { createAssertionVerifier, type KeygateIdentity } from "keygate/origin";
-import { managementApi, request, type Json } from "./support/http.js";
+import { listenOnLoopback, managementApi, request, type Json } from "./support/http.js";
 import { startKeygate, type Keygate } from "./support/worker.js";
 
 /**
@@ -45,10 +44,9 @@ async function startCheckingOrigin(jwksUrl: () => string): Promise<NodeOrigin> {
       },
     );
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenOnLoopback(server);
   const origin: NodeOrigin = {
-    url: `http://127.0.0.1:${port}`,
+    url: listening.url,
     get assertions() {
       return state.assertions;
     },
@@ -58,11 +56,7 @@ async function startCheckingOrigin(jwksUrl: () => string): Promise<NodeOrigin> {
     set skewMs(ms: number) {
       state.skewMs = ms;
     },
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((error) => (error ? reject(error) : resolve()));
-      }),
+    close: listening.close,
   };
   return origin;
 }

@@ -1,8 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { managementApi, waitFor, type Json } from "./support/http.js";
+import { listenOnLoopback, managementApi, waitFor, type Json } from "./support/http.js";
 import { startKeygate, type Keygate } from "./support/worker.js";
 
 /**
@@ -65,21 +64,7 @@ async function startReceiver(redirectTo = ""): Promise<Receiver> {
       res.end(status === 500 ? "not now" : undefined);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    received,
-    secrets,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((e) => (e ? reject(e) : resolve()));
-      }),
-  };
+  return { ...(await listenOnLoopback(server)), received, secrets };
 }
 
 describe("webhooks to a real receiver on loopback", () => {

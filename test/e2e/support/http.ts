@@ -71,6 +71,30 @@ export interface Origin {
   close(): Promise<void>;
 }
 
+/** A server listening on a free port of 127.0.0.1. */
+export interface Listening {
+  url: string;
+  /** stops it, open connections too */
+  close(): Promise<void>;
+}
+
+/** Starts `server` on a free port of 127.0.0.1. */
+export async function listenOnLoopback(server: Server): Promise<Listening> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((error) => (error ? reject(error) : resolve()));
+      }),
+  };
+}
+
 /**
  * A real origin on `127.0.0.1` (free port) that records every request it receives and
  * answers `{ origin, method, url, keyVersion }` as JSON.
@@ -101,20 +125,7 @@ export async function startOrigin(): Promise<Origin> {
       res.end(body);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    seen,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((error) => (error ? reject(error) : resolve()));
-      }),
-  };
+  return { ...(await listenOnLoopback(server)), seen };
 }
 
 /**
