@@ -12,6 +12,14 @@ async function deliveries(consumerId: string, type: string): Promise<Json[]> {
   return rows.results;
 }
 
+/** As if the coordinator had not answered: the key's reminders recorded, none enqueued. */
+async function undoHandOver(consumerId: string, keyId: string): Promise<void> {
+  await env.DB.batch([
+    env.DB.prepare("DELETE FROM webhook_deliveries WHERE consumer_id = ?").bind(consumerId),
+    env.DB.prepare("UPDATE maintenance_notices SET emitted_at = NULL WHERE key_id = ?").bind(keyId),
+  ]);
+}
+
 describe("reminder webhooks", () => {
   it("hands each reminder to webhook delivery once, with the audit event's id as webhook-id", async () => {
     // nothing listens there: deliveries stay pending, which is all this test looks at
@@ -85,13 +93,7 @@ describe("reminder webhooks", () => {
     );
     const first = await runCron();
     expect(first.failures).toEqual([]);
-    // as if the coordinator had not answered: the notice is recorded, the webhook not enqueued
-    await env.DB.prepare("DELETE FROM webhook_deliveries WHERE consumer_id = ?")
-      .bind(consumer)
-      .run();
-    await env.DB.prepare("UPDATE maintenance_notices SET emitted_at = NULL WHERE key_id = ?")
-      .bind(key.id)
-      .run();
+    await undoHandOver(consumer, key.id);
     const second = await runCron();
     expect(second.failures).toEqual([]);
     expect(second.reminders).toBe(0);
@@ -99,12 +101,7 @@ describe("reminder webhooks", () => {
     expect(await auditActions(key.id, "key.expiring")).toHaveLength(1);
 
     // handed over too late to be news: the key has expired since
-    await env.DB.prepare("DELETE FROM webhook_deliveries WHERE consumer_id = ?")
-      .bind(consumer)
-      .run();
-    await env.DB.prepare("UPDATE maintenance_notices SET emitted_at = NULL WHERE key_id = ?")
-      .bind(key.id)
-      .run();
+    await undoHandOver(consumer, key.id);
     // time travel: the deadline the reminder announced has passed
     await env.DB.prepare(
       "UPDATE audit_events SET details = json_set(details, '$.expiresAt', ?) WHERE key_id = ? AND action = 'key.expiring'",
@@ -132,16 +129,13 @@ describe("reminder webhooks", () => {
       consumer,
     );
     expect((await runCron()).failures).toEqual([]);
-    // as if the hand-over had not happened, with details a webhook may not carry
-    await env.DB.batch([
-      env.DB.prepare("DELETE FROM webhook_deliveries WHERE consumer_id = ?").bind(consumer),
-      env.DB.prepare("UPDATE maintenance_notices SET emitted_at = NULL WHERE key_id = ?").bind(
-        key.id,
-      ),
-      env.DB.prepare(
-        "UPDATE audit_events SET details = json_set(details, '$.hash', 'x') WHERE key_id = ? AND action = 'key.expiring'",
-      ).bind(key.id),
-    ]);
+    await undoHandOver(consumer, key.id);
+    // with details a webhook may not carry
+    await env.DB.prepare(
+      "UPDATE audit_events SET details = json_set(details, '$.hash', 'x') WHERE key_id = ? AND action = 'key.expiring'",
+    )
+      .bind(key.id)
+      .run();
 
     const logged = vi.spyOn(console, "error").mockImplementation(() => {});
     let lines: Json[];
