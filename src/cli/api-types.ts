@@ -108,6 +108,70 @@ export interface KeyUsage {
   items: { hour: string; requests: number; versions: Record<string, number> }[];
 }
 
+export type DeliveryStatus = "pending" | "delivered" | "failed";
+
+/** One delivery of a webhook event to a consumer (`GET /consumers/:id/webhooks`). */
+export interface WebhookDelivery {
+  id: string;
+  consumerId: string;
+  /** the `webhook-id` header: the same on every attempt and redelivery of the event */
+  eventId: string;
+  type: string;
+  status: DeliveryStatus;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastAttemptAt: string | null;
+  lastStatusCode: number | null;
+  lastError: string | null;
+  url: string | null;
+  redeliveryOf: string | null;
+  createdAt: string;
+  updatedAt: string;
+  deliveredAt: string | null;
+  payload: { type: string; timestamp: string; data: Record<string, unknown> };
+}
+
+/** The answer of `POST /consumers/:id/webhook-secret/rotate`: the new secret, once. */
+export interface RotatedWebhookSecret {
+  consumerId: string;
+  webhookSecret: string;
+  /** until when the previous secret still signs beside the new one; null: it stopped at once */
+  previousSecretRetiresAt: string | null;
+}
+
+/**
+ * The report of `POST /maintenance/run` (src/routes/maintenance.ts). A copy, unlike
+ * VerifyResult: the Worker's type is inferred from a zod schema the Node typecheck cannot load.
+ */
+export interface MaintenanceReport {
+  startedAt: string;
+  finishedAt: string;
+  changes: number;
+  rotationsCompleted: { consumerId: string; keyId: string; rotationId: string }[];
+  versionsExpired: { consumerId: string; keyId: string; version: number }[];
+  reminders: {
+    type: "rotation.grace_ending" | "key.expiring" | "key.rotation_due";
+    consumerId: string;
+    keyId: string;
+    version: number;
+    rotationId: string | null;
+  }[];
+  reconciliation: {
+    keysChecked: number;
+    recordsListed: number;
+    fixed: {
+      consumerId: string | null;
+      keyId: string | null;
+      version: number | null;
+      drift: "missing" | "stale" | "retired" | "orphan";
+      queued: boolean;
+    }[];
+    keysWalk: "complete" | "continues";
+    kvWalk: "complete" | "continues";
+  };
+  failures: { step: string; consumerId: string | null; keyId: string | null; error: string }[];
+}
+
 /** The answer of `POST /verify`: the Worker's own type (src/edge/key-check.ts). */
 export type { KeyCheck as VerifyResult } from "../edge/key-check.js";
 

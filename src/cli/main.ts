@@ -5,17 +5,21 @@ import { registerAudit } from "./commands/audit.js";
 import { registerConsumers } from "./commands/consumers.js";
 import { registerDoctor } from "./commands/doctor.js";
 import { registerKeys } from "./commands/keys.js";
+import { registerMaintenance } from "./commands/maintenance.js";
 import { registerRotations } from "./commands/rotations.js";
 import { registerSetup } from "./commands/setup.js";
 import { registerUsage } from "./commands/usage.js";
 import { registerVerify } from "./commands/verify.js";
+import { registerWebhooks } from "./commands/webhooks.js";
 import { CliError, EXIT } from "./errors.js";
 import { colors } from "./output.js";
 
 /** The `keygate` command: Keygate's management API and its wrangler set-up, from a terminal. */
 export function buildProgram(): Command {
   const program = new Command("keygate")
-    .description("Manage a Keygate deployment: consumers, keys, rotations, audit, usage, set-up.")
+    .description(
+      "Manage a Keygate deployment: consumers, keys, rotations, webhooks, audit, usage, maintenance, set-up.",
+    )
     .version(VERSION, "-v, --version")
     .addOption(
       new Option("--url <url>", "Keygate's base URL").env("KEYGATE_URL").default(DEFAULT_URL),
@@ -36,14 +40,16 @@ export function buildProgram(): Command {
     .addHelpText(
       "after",
       `
-Exit codes: 0 ok, 1 failure (API or network error, failed check, invalid key, timeout),
-2 usage error (bad arguments, no token), 130 interrupted.`,
+Exit codes: 0 ok, 1 failure (API or network error, failed check, invalid key, timeout,
+failed maintenance step), 2 usage error (bad arguments, no token), 130 interrupted.`,
     );
   registerConsumers(program);
   registerKeys(program);
   registerRotations(program);
+  registerWebhooks(program);
   registerAudit(program);
   registerUsage(program);
+  registerMaintenance(program);
   registerVerify(program);
   registerSetup(program);
   registerDoctor(program);

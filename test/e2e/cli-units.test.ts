@@ -1,8 +1,10 @@
+import { stripVTControlCharacters } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parseDuration, parseRateLimit, parseTime } from "../../src/cli/arguments.js";
 import { parseDevVars } from "../../src/cli/dev-vars.js";
 import { idleVerdict, observe } from "../../src/cli/idle-watch.js";
-import type { Rotation } from "../../src/cli/api-types.js";
+import type { MaintenanceReport, Rotation } from "../../src/cli/api-types.js";
+import { reportLines } from "../../src/cli/commands/maintenance.js";
 import { withBindingField } from "../../src/cli/wrangler-config.js";
 import { d1IdFrom, kvIdFrom, pendingMigrationsFrom } from "../../src/cli/wrangler.js";
 
@@ -74,6 +76,57 @@ describe("argument parsing", () => {
       "2026-01-01T00:00:00.000Z",
     );
     expect(() => parseTime(1)("tomorrow")).toThrow(/ISO-8601/);
+  });
+});
+
+describe("the maintenance report for people", () => {
+  const quiet: MaintenanceReport = {
+    startedAt: "2026-05-01T12:00:00.000Z",
+    finishedAt: "2026-05-01T12:00:00.180Z",
+    changes: 0,
+    rotationsCompleted: [],
+    versionsExpired: [],
+    reminders: [],
+    reconciliation: {
+      keysChecked: 42,
+      recordsListed: 57,
+      fixed: [],
+      keysWalk: "complete",
+      kvWalk: "continues",
+    },
+    failures: [],
+  };
+
+  it("counts what a pass did, and lists nothing when it did nothing", () => {
+    const text = stripVTControlCharacters(reportLines(quiet).join("\n"));
+    expect(text).toMatch(/^took\s+180 ms$/m);
+    expect(text).toMatch(/^keys checked\s+42 \(walk complete\)$/m);
+    expect(text).toMatch(/^KV records listed\s+57 \(walk continues next run\)$/m);
+    expect(text).not.toMatch(/CHANGE|FAILED STEP/);
+  });
+
+  it("lists each change and each failure as a row", () => {
+    const text = stripVTControlCharacters(
+      reportLines({
+        ...quiet,
+        changes: 3,
+        rotationsCompleted: [{ consumerId: "csm_a", keyId: "k1", rotationId: "rot_1" }],
+        reminders: [
+          { type: "key.expiring", consumerId: "csm_b", keyId: "k2", version: 3, rotationId: null },
+        ],
+        reconciliation: {
+          ...quiet.reconciliation,
+          fixed: [{ consumerId: null, keyId: "k3", version: 1, drift: "orphan", queued: true }],
+        },
+        failures: [{ step: "webhooks", consumerId: "csm_c", keyId: null, error: "conflict: x" }],
+      }).join("\n"),
+    );
+    expect(text).toMatch(/^CHANGE\s+CONSUMER\s+KEY\s+VERSION\s+DETAIL$/m);
+    expect(text).toMatch(/^rotation completed\s+csm_a\s+k1\s+-\s+rot_1$/m);
+    expect(text).toMatch(/^key\.expiring\s+csm_b\s+k2\s+3\s+-$/m);
+    expect(text).toMatch(/^record orphan\s+-\s+k3\s+1\s+queued: /m);
+    expect(text).toMatch(/^FAILED STEP\s+CONSUMER\s+KEY\s+ERROR$/m);
+    expect(text).toMatch(/^webhooks\s+csm_c\s+-\s+conflict: x$/m);
   });
 });
 

@@ -2,12 +2,13 @@ import { Option, type Command } from "commander";
 import {
   bodyOf,
   orNone,
+  parseDuration,
   parseJsonObject,
   parsePositiveInt,
   parseRateLimit,
   type RateLimit,
 } from "../arguments.js";
-import type { Consumer, Page } from "../api-types.js";
+import type { Consumer, Page, RotatedWebhookSecret } from "../api-types.js";
 import { confirmOrRefuse } from "../confirm.js";
 import { contextOf } from "../context.js";
 import { UsageError } from "../errors.js";
@@ -44,7 +45,7 @@ const CONSUMER_FIELDS = ["name", "metadata", "rateLimit", "monthlyQuota", "webho
 export function registerConsumers(program: Command): void {
   const consumers = program
     .command("consumers")
-    .description("create, list, show, update and delete consumers");
+    .description("create, list, show, update and delete consumers; rotate their webhook secrets");
 
   consumers
     .command("create")
@@ -154,6 +155,39 @@ export function registerConsumers(program: Command): void {
       ctx.emit(result, (r) => {
         print(`deleted ${r.id}`);
         note(`revoked keys: ${cell(r.revokedKeys)}`);
+      });
+    });
+
+  consumers
+    .command("rotate-webhook-secret")
+    .description("replace the consumer's webhook signing secret; prints the new one once")
+    .argument("<id>", "consumer id (csm_…)")
+    .addOption(
+      new Option(
+        "--overlap <duration>",
+        "how long the old secret keeps signing beside the new one, up to 7d; 0: it stops at once (default: the server's, 1d)",
+      ).argParser(parseDuration),
+    )
+    .action(async (id: string, options: { overlap?: number }, command: Command) => {
+      const ctx = contextOf(command);
+      const rotated = await ctx.api<RotatedWebhookSecret>(
+        "POST",
+        `${consumerPath(id)}/webhook-secret/rotate`,
+        { body: options.overlap === undefined ? {} : { keepPreviousSeconds: options.overlap } },
+      );
+      ctx.emit(rotated, (r) => {
+        print(
+          ...fields([
+            ["consumer", r.consumerId],
+            [
+              "old secret",
+              r.previousSecretRetiresAt
+                ? `signs beside the new one until ${r.previousSecretRetiresAt}`
+                : "no longer signs",
+            ],
+          ]),
+        );
+        printSecret(r.webhookSecret, "the webhook secret");
       });
     });
 }
