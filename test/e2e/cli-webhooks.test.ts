@@ -1,9 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCli, keygate, keygateJson, type CliOptions } from "./cli-harness.js";
-import { waitFor } from "./support/http.js";
+import { listenOnLoopback, waitFor, type Listening } from "./support/http.js";
 import { startKeygate, type Keygate } from "./support/worker.js";
 
 /**
@@ -39,7 +38,7 @@ interface Received {
 
 let kg: Keygate;
 let as: CliOptions;
-let receiver: Server;
+let receiver: Listening;
 let receiverUrl: string;
 /** requests the receiver got, by path (one path per consumer) */
 const received = new Map<string, Received[]>();
@@ -48,7 +47,7 @@ beforeAll(async () => {
   await buildCli();
   kg = await startKeygate();
   as = { url: kg.url, token: kg.adminToken };
-  receiver = createServer((req, res) => {
+  const server: Server = createServer((req, res) => {
     let body = "";
     req.on("data", (chunk: Buffer) => (body += chunk.toString()));
     req.on("end", () => {
@@ -57,12 +56,11 @@ beforeAll(async () => {
       res.writeHead(204).end();
     });
   });
-  await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  receiver = await listenOnLoopback(server);
+  receiverUrl = receiver.url;
 });
 afterAll(async () => {
-  receiver?.closeAllConnections();
-  await new Promise((resolve) => receiver?.close(resolve));
+  await receiver?.close();
   await kg?.stop();
 });
 
