@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCli, keygate, keygateJson, type CliOptions } from "./cli-harness.js";
-import { freePort, request } from "./support/http.js";
+import { CLOSED_PORT, request } from "./support/http.js";
 import { ROOT, startKeygate, type Keygate } from "./support/worker.js";
 
 /**
@@ -382,8 +382,7 @@ describe("keygate errors", () => {
   });
 
   it("a server that is down: which URL failed and how to point elsewhere", async () => {
-    const port = await freePort(); // nothing listens there
-    const url = `http://127.0.0.1:${port}`;
+    const url = `http://127.0.0.1:${CLOSED_PORT}`;
     const result = await keygate(["consumers", "list"], { url, token: kg.adminToken });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`GET ${url}/_keygate/v1/consumers failed: connection refused`);

@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { parse } from "smol-toml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildCli, keygate, type CliOptions } from "./cli-harness.js";
-import { startOrigin, type Origin } from "./support/http.js";
+import { CLOSED_PORT, startOrigin, type Origin } from "./support/http.js";
 import { ROOT, startKeygate, type Keygate } from "./support/worker.js";
 
 /**
@@ -287,9 +287,7 @@ describe("keygate doctor", () => {
         "",
       ),
     );
-    // a privileged port no test server can take (a free port found now may be taken by another
-    // test's server before doctor runs), and not one fetch refuses outright as 9 is
-    const closed = 2;
+    const closed = CLOSED_PORT;
     await writeFile(
       join(dir, ".dev.vars"),
       `ADMIN_TOKEN=short\nORIGIN_URL=http://127.0.0.1:${closed}\nROUTE_RULES='[{"path":"no-slash"}]'\n`,

@@ -161,3 +161,10 @@ export async function waitFor<T>(
     await sleep(intervalMs);
   }
 }
+
+/**
+ * A loopback port nothing listens on, for "server down" cases: privileged, so no test's
+ * server can take it (a port `freePort` finds may be taken by another test before it is
+ * used), and not one of fetch's blocked ports (9 is refused as a "bad port" before connecting).
+ */
+export const CLOSED_PORT = 2;
