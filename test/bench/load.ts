@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs";
 import autocannon from "autocannon";
 
 /**
@@ -31,6 +32,43 @@ export interface LoadResult {
   /** Connection errors and timeouts (not HTTP error statuses). */
   errors: number;
   timeouts: number;
+  /**
+   * CPU time the workerd processes spent per response, in microseconds (Linux only, else
+   * null): the Worker's own cost, which the load generator's share of the cores does not move.
+   */
+  cpuUsPerRequest: number | null;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux this runs on
+
+/**
+ * CPU milliseconds (user + system) used so far by the workerd processes this one started
+ * (Miniflare's children), from /proc; null where there is no /proc.
+ */
+export function workerdCpuMs(): number | null {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return null;
+  }
+  let ticks = 0;
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid … utime(14) stime(15): fields counted after the closing paren
+    const close = stat.lastIndexOf(")");
+    const name = stat.slice(stat.indexOf("(") + 1, close);
+    const fields = stat.slice(close + 2).split(" ");
+    if (!name.startsWith("workerd") || Number(fields[1]) !== process.pid) continue;
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
 /** The q-quantile (0 < q ≤ 1) of ascending `sorted`, by nearest rank; NaN when empty. */
@@ -72,6 +110,7 @@ class Samples {
 export function runLoad(options: LoadOptions): Promise<LoadResult> {
   const samples = new Samples();
   const statuses: Record<string, number> = {};
+  const cpuBefore = workerdCpuMs();
   return new Promise<LoadResult>((resolve, reject) => {
     const instance = autocannon(
       {
@@ -92,7 +131,13 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         const latencies = samples.values();
         const sorted = sortedCopy(latencies);
         const seconds = result.duration;
+        const cpuAfter = workerdCpuMs();
+        const cpuUsPerRequest =
+          cpuBefore === null || cpuAfter === null || samples.length === 0
+            ? null
+            : ((cpuAfter - cpuBefore) * 1000) / samples.length;
         resolve({
+          cpuUsPerRequest,
           rps: seconds > 0 ? samples.length / seconds : 0,
           responses: samples.length,
           seconds,

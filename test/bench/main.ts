@@ -185,6 +185,11 @@ async function checkScenario(scenario: Scenario): Promise<number> {
   return reply.status;
 }
 
+function medianOrNull(values: (number | null)[]): number | null {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length === 0 ? null : median(known);
+}
+
 function summarise(scenario: Scenario, runs: LoadResult[]): ScenarioSummary {
   const statuses: Record<string, number> = {};
   for (const run of runs) {
@@ -202,6 +207,7 @@ function summarise(scenario: Scenario, runs: LoadResult[]): ScenarioSummary {
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     timeouts: runs.reduce((sum, r) => sum + r.timeouts, 0),
     rounds: runs.map((r) => r.rps),
+    cpuUs: medianOrNull(runs.map((r) => r.cpuUsPerRequest)),
   };
 }
 

@@ -29,6 +29,8 @@ export interface ScenarioSummary {
   timeouts: number;
   /** rps of every round, in order. */
   rounds: number[];
+  /** workerd CPU microseconds per response, median over the rounds (null: not measurable). */
+  cpuUs: number | null;
 }
 
 export interface RatioSpec {
@@ -115,6 +117,14 @@ export function ratioValue(report: Report, spec: RatioSpec): number | null {
   return denominator.rps === 0 ? null : numerator.rps / denominator.rps;
 }
 
+/** The throughput-equivalent ratio from workerd's CPU time per response: cpu(den) / cpu(num). */
+export function cpuRatio(report: Report, spec: RatioSpec): number | null {
+  const numerator = report.scenarios.find((s) => s.name === spec.numerator)?.cpuUs ?? null;
+  const denominator = report.scenarios.find((s) => s.name === spec.denominator)?.cpuUs ?? null;
+  if (numerator === null || denominator === null || numerator === 0) return null;
+  return denominator / numerator;
+}
+
 export function toJson(report: Report): BenchJson {
   const ratios: Record<string, number | null> = {};
   for (const spec of RATIOS) {
@@ -186,7 +196,19 @@ export function formatReport(report: Report): string {
   lines.push("");
 
   const rows: string[][] = [
-    ["scenario", "rps", "spread", "p50 ms", "p99 ms", "answers", "ratio", "value", "goal"],
+    [
+      "scenario",
+      "rps",
+      "spread",
+      "p50 ms",
+      "p99 ms",
+      "cpu µs",
+      "answers",
+      "ratio",
+      "value",
+      "cpu",
+      "goal",
+    ],
   ];
   const order: ScenarioName[] = [
     "passthrough",
@@ -202,13 +224,15 @@ export function formatReport(report: Report): string {
   for (const name of order) {
     const spec = RATIOS.find((r) => r.numerator === name);
     const value = spec ? ratioValue(report, spec) : null;
+    const cpu = spec ? cpuRatio(report, spec) : null;
     const ratioCells = spec
       ? [
           spec.name,
           value === null ? "null" : value.toFixed(3),
+          cpu === null ? "-" : cpu.toFixed(3),
           spec.goal === undefined ? "" : `>= ${spec.goal.toFixed(2)}`,
         ]
-      : ["", "", ""];
+      : ["", "", "", ""];
     const scenario = report.scenarios.find((s) => s.name === name);
     const placeholder = report.placeholders[name];
     if (scenario) {
@@ -218,18 +242,22 @@ export function formatReport(report: Report): string {
         spread(scenario.rounds),
         ms(scenario.p50),
         ms(scenario.p99),
+        scenario.cpuUs === null ? "-" : scenario.cpuUs.toFixed(0),
         statusText(scenario),
         ...ratioCells,
       ]);
     } else if (placeholder !== undefined) {
-      rows.push([name, "-", "", "-", "-", placeholder, ...ratioCells]);
+      rows.push([name, "-", "", "-", "-", "-", placeholder, ...ratioCells]);
     }
   }
-  lines.push(...table(rows, [1, 2, 3, 4, 7]));
+  lines.push(...table(rows, [1, 2, 3, 4, 5, 8, 9]));
   lines.push(
     "rps, p50, p99: saturating runs, median over the rounds; spread: (max - min) / median of",
     "the rounds' rps; answers: HTTP statuses under load; ratio: median over the rounds of the",
-    "ratio within each round (rps / rps), goals from the issue.",
+    "ratio within each round (rps / rps), goals from the issue; cpu µs: workerd's CPU time per",
+    "response (all its threads, median over the rounds), which the load generator's share of",
+    "the cores does not move; cpu: the same ratio from it (cpu µs of the denominator / of the",
+    "numerator), steadier than rps on a shared machine.",
     "",
   );
 
