@@ -6,7 +6,7 @@ import { extractCredential, hasCredentialInUrl } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "./route-rules";
 import { countUse, type WaitUntil } from "./usage-buffer";
-import { limiter, type Admission } from "./limiter";
+import { isLimited, limiter, type Admission } from "./limiter";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
 import { verifyCredential } from "./verify";
@@ -29,6 +29,8 @@ export async function admitOrFailClosed(
     throw new KeygateError("unavailable", { detail: "Rate limiting is unavailable; try again." });
   }
 }
+
+const UNLIMITED: Admission = { ok: true, headers: {} };
 
 const ERROR_FOR_VERDICT = { invalid_key: "invalid_key", key_expired: "key_expired" } as const;
 
@@ -73,7 +75,10 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
       });
     }
     const now = Date.now();
-    const admission = await admitOrFailClosed(c.env, c.executionCtx, verdict.record, now);
+    // an unlimited key skips the limiter's async path (its two awaits are per request)
+    const admission = isLimited(verdict.record)
+      ? await admitOrFailClosed(c.env, c.executionCtx, verdict.record, now)
+      : UNLIMITED;
     if (!admission.ok) {
       return refuse(admission.code, {
         detail:
@@ -85,8 +90,10 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     }
     identity = { record: verdict.record };
     countUse(c.env, c.executionCtx, verdict.record, now);
-    extraHeaders = { ...admission.headers };
-    if (verdict.deprecation) Object.assign(extraHeaders, deprecationHeaders(verdict.deprecation));
+    // never changed in place: UNLIMITED's headers are shared by every request
+    extraHeaders = verdict.deprecation
+      ? { ...admission.headers, ...deprecationHeaders(verdict.deprecation) }
+      : admission.headers;
   }
   let response: Response;
   if (config.originUrl === null) {

@@ -43,6 +43,11 @@ export type Admission =
 
 const MAX_LEASES = 10_000;
 
+/** Whether a key has a rate limit or a quota: an unlimited key needs no admission at all. */
+export function isLimited(record: SecretRecord): boolean {
+  return (record.rateLimit ?? null) !== null || (record.monthlyQuota ?? null) !== null;
+}
+
 function limitsOf(record: SecretRecord): Limits {
   return { rateLimit: record.rateLimit ?? null, monthlyQuota: record.monthlyQuota ?? null };
 }
