@@ -2,7 +2,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { hashSecret } from "../../src/keys/hash";
 import { secretKey } from "../../src/store/kv-index";
-import { admin, newConsumer, newKey } from "../support/api";
+import { admin, type IssuedKey, newConsumer, newKey } from "../support/api";
 import { failing, faultSwitch } from "../support/faults";
 import {
   adminWith,
@@ -32,6 +32,12 @@ async function consumerRow(id: string) {
 async function consumerCount(): Promise<number> {
   const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM consumers").first<{ n: number }>();
   return row!.n;
+}
+
+/** Two keys of one new consumer: a consumer-wide change must reach both. */
+async function twoKeysOfOneConsumer(): Promise<[IssuedKey, IssuedKey]> {
+  const first = await newKey();
+  return [first, await newKey(["prices:read"], {}, first.consumerId)];
 }
 
 describe("creating a consumer", () => {
@@ -99,8 +105,7 @@ describe("creating a key", () => {
 
 describe("deleting a consumer", () => {
   it("answers 503 and changes nothing when D1 refuses the write: the consumer and its keys stay", async () => {
-    const first = await newKey();
-    const second = await newKey(["prices:read"], {}, first.consumerId);
+    const [first, second] = await twoKeysOfOneConsumer();
     const fault = faultSwitch();
     await withCoordinatorBindings(
       first.consumerId,
@@ -119,8 +124,7 @@ describe("deleting a consumer", () => {
   });
 
   it("whose batch commits and then throws, with D1 down after: 503, then the alarm revokes every key in KV", async () => {
-    const first = await newKey();
-    const second = await newKey(["prices:read"], {}, first.consumerId);
+    const [first, second] = await twoKeysOfOneConsumer();
     const fault = faultSwitch();
     await withCoordinatorBindings(
       first.consumerId,
@@ -139,8 +143,7 @@ describe("deleting a consumer", () => {
   });
 
   it("whose batch landed unconfirmed: a retried delete answers 404 and revokes the keys in KV at once", async () => {
-    const first = await newKey();
-    const second = await newKey(["prices:read"], {}, first.consumerId);
+    const [first, second] = await twoKeysOfOneConsumer();
     const fault = faultSwitch();
     await withCoordinatorBindings(
       first.consumerId,
@@ -155,8 +158,7 @@ describe("deleting a consumer", () => {
   });
 
   it("when KV fails for some keys only: 200, the others at once, the rest once the alarm's retry lands", async () => {
-    const first = await newKey();
-    const second = await newKey(["prices:read"], {}, first.consumerId);
+    const [first, second] = await twoKeysOfOneConsumer();
     const stuck = secretKey(await hashSecret(second.key));
     const fault = faultSwitch();
     await withCoordinatorBindings(
@@ -182,8 +184,7 @@ describe("deleting a consumer", () => {
 
 describe("changing a consumer's limits", () => {
   it("while KV is down answers 200; every key's record carries the new limits once the alarm's retry lands", async () => {
-    const first = await newKey();
-    const second = await newKey(["prices:read"], {}, first.consumerId);
+    const [first, second] = await twoKeysOfOneConsumer();
     const fault = faultSwitch();
     await withCoordinatorBindings(
       first.consumerId,
