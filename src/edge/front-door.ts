@@ -6,31 +6,31 @@ import { extractCredential, hasCredentialInUrl } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "./route-rules";
 import { countUse, type WaitUntil } from "./usage-buffer";
-import { isLimited, limiter, type Admission } from "./limiter";
+import { isLimited, limiter, UNLIMITED, type Admission } from "./limiter";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
 import { verifyCredential } from "./verify";
 import { ASSERTION_HEADER } from "../origin/assertion-format.js";
 import { assertionFor } from "../tokens/assertion";
 
-/** Admission against the key's limits; a coordinator that cannot be reached fails closed. */
-export async function admitOrFailClosed(
+/**
+ * Admission against the key's limits; a coordinator that cannot be reached fails closed. An
+ * unlimited key is admitted at once, with no promise in between: this is on every request.
+ */
+export function admitOrFailClosed(
   env: Bindings,
   ctx: WaitUntil,
   record: SecretRecord,
   now: number,
-): Promise<Admission> {
-  try {
-    return await limiter.admit(env, ctx, record, now);
-  } catch (error) {
+): Admission | Promise<Admission> {
+  if (!isLimited(record)) return UNLIMITED;
+  return limiter.admit(env, ctx, record, now).catch((error: unknown) => {
     console.error(
       JSON.stringify({ event: "lease_failed", keyId: record.keyId, error: String(error) }),
     );
     throw new KeygateError("unavailable", { detail: "Rate limiting is unavailable; try again." });
-  }
+  });
 }
-
-const UNLIMITED: Admission = { ok: true, headers: {} };
 
 const ERROR_FOR_VERDICT = { invalid_key: "invalid_key", key_expired: "key_expired" } as const;
 
@@ -75,10 +75,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
       });
     }
     const now = Date.now();
-    // an unlimited key skips the limiter's async path (its two awaits are per request)
-    const admission = isLimited(verdict.record)
-      ? await admitOrFailClosed(c.env, c.executionCtx, verdict.record, now)
-      : UNLIMITED;
+    const admission = await admitOrFailClosed(c.env, c.executionCtx, verdict.record, now);
     if (!admission.ok) {
       return refuse(admission.code, {
         detail:
@@ -90,7 +87,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     }
     identity = { record: verdict.record };
     countUse(c.env, c.executionCtx, verdict.record, now);
-    // never changed in place: UNLIMITED's headers are shared by every request
+    // never changed in place: an unlimited key's admission is shared (UNLIMITED)
     extraHeaders = verdict.deprecation
       ? { ...admission.headers, ...deprecationHeaders(verdict.deprecation) }
       : admission.headers;

@@ -48,6 +48,9 @@ export function isLimited(record: SecretRecord): boolean {
   return (record.rateLimit ?? null) !== null || (record.monthlyQuota ?? null) !== null;
 }
 
+/** The admission of every unlimited key; shared, so never changed in place. */
+export const UNLIMITED: Admission = Object.freeze({ ok: true, headers: Object.freeze({}) });
+
 function limitsOf(record: SecretRecord): Limits {
   return { rateLimit: record.rateLimit ?? null, monthlyQuota: record.monthlyQuota ?? null };
 }
@@ -147,9 +150,9 @@ export class Limiter {
     record: SecretRecord,
     now: number,
   ): Promise<Admission> {
+    if (!isLimited(record)) return UNLIMITED;
     const leases = this.#leases;
     const limits = limitsOf(record);
-    if (limits.rateLimit === null && limits.monthlyQuota === null) return { ok: true, headers: {} };
     const window = windowOf(limits, now);
     let lease = leases.get(record.keyId);
     if (!lease || lease.window !== window) {
