@@ -83,7 +83,7 @@ export function planNotices(
   }
   if (maxKeyAgeDays !== null) {
     for (const v of candidates.aged) {
-      if (v.createdAt > now - maxKeyAgeDays * DAY_MS) continue;
+      if (v.createdAt > rotationDueCutoff(now, maxKeyAgeDays)) continue;
       notices.push({
         kind: "key.rotation_due",
         subject: `${v.keyId}:${v.version}`,
