@@ -349,16 +349,9 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         now,
       );
       try {
-        const consumer = await this.#loadConsumer(state.key.consumerId);
-        const projection = projectVersion(
-          state.key,
-          issued,
-          state.rotation,
-          now,
-          limitsOf(state, consumer),
-        );
+        const limits = limitsOf(state, await this.#loadConsumer(state.key.consumerId));
         await withRetries(KV_ATTEMPTS, () =>
-          writeProjection(this.env.KEYS, issued.secretHash, projection),
+          projectKey(this.env.KEYS, state, limits, now, [issued.version]),
         );
       } catch (error) {
         log({ event: "projection_failed", keyId: state.key.id, error: String(error) });
