@@ -1,3 +1,5 @@
+import { retryDelayMs } from "./usage-store";
+
 /**
  * Secrets written to KV ahead of the D1 write that issues them (create, rotate), kept in the
  * coordinator's own SQLite storage until that write is known to have landed. A row outlives a
@@ -51,7 +53,7 @@ export function deferUnconfirmed(sql: SqlStorage, secretHash: string, now: numbe
   sql.exec(
     "UPDATE unconfirmed_secrets SET attempts = ?, next_at = ? WHERE secret_hash = ?",
     attempts,
-    now + Math.min(60_000, FIRST_CHECK_MS * 2 ** Math.min(attempts - 1, 6)),
+    now + retryDelayMs(attempts),
     secretHash,
   );
 }

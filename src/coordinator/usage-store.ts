@@ -141,12 +141,17 @@ export function lastUsedByVersion(sql: SqlStorage, keyId: string): Map<number, n
   );
 }
 
+/** The wait after the n-th failed try (1-based) before the alarm retries: 1 s, doubling to 60 s. */
+export function retryDelayMs(attempts: number): number {
+  return Math.min(60_000, 500 * 2 ** Math.min(attempts, 7));
+}
+
 export function queueProjection(sql: SqlStorage, keyId: string, now: number): number {
   const row = sql
     .exec<{ attempts: number }>("SELECT attempts FROM projection_queue WHERE key_id = ?", keyId)
     .toArray()[0];
   const attempts = (row?.attempts ?? 0) + 1;
-  const nextAt = now + Math.min(60_000, 500 * 2 ** Math.min(attempts, 7));
+  const nextAt = now + retryDelayMs(attempts);
   sql.exec(
     `INSERT INTO projection_queue (key_id, attempts, next_at) VALUES (?, ?, ?)
      ON CONFLICT (key_id) DO UPDATE SET attempts = excluded.attempts, next_at = excluded.next_at`,
