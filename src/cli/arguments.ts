@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import type { RateLimit } from "./api-types.js";
 
 /** Parsers for option values; a bad value is a usage error naming what was expected. */
 
@@ -43,11 +44,6 @@ export function parseTime(sign: 1 | -1, now: () => number = Date.now) {
     }
     return new Date(Date.parse(value)).toISOString();
   };
-}
-
-export interface RateLimit {
-  limit: number;
-  periodSeconds: number;
 }
 
 /** `<limit>/<period>`: `100/60`, `1000/1h`. */

@@ -6,9 +6,8 @@ import {
   parseJsonObject,
   parsePositiveInt,
   parseRateLimit,
-  type RateLimit,
 } from "../arguments.js";
-import type { Consumer, Page, RotatedWebhookSecret } from "../api-types.js";
+import type { Consumer, Page, RateLimit, RotatedWebhookSecret } from "../api-types.js";
 import { confirmOrRefuse } from "../confirm.js";
 import { contextOf } from "../context.js";
 import { UsageError } from "../errors.js";
