@@ -6,12 +6,8 @@ import { readSecretRecord } from "../../src/store/kv-index";
 import { hashSecret } from "../../src/keys/hash";
 import { checksumOf } from "../../src/keys/key-format";
 import worker from "../../src/index";
-import { admin, newConsumer, newKey, withKey } from "../support/api";
+import { admin, codeOf, newConsumer, newKey, withKey } from "../support/api";
 import { counting } from "../support/faults";
-
-async function codeOf(res: Response) {
-  return ((await res.json()) as { code: string }).code;
-}
 
 function fromIp(ip: string, secret: string, path = "/x") {
   return SELF.fetch(`https://keygate.test${path}`, {

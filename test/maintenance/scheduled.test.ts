@@ -1,7 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { hashSecret } from "../../src/keys/hash";
-import { admin, newConsumer, newKey, type Json } from "../support/api";
+import { admin, codeOf, newConsumer, newKey, type Json } from "../support/api";
 import { expectKvMatchesD1, frontDoor, stubOf } from "../faults/harness";
 import {
   DAY,
@@ -23,10 +23,6 @@ async function rotate(keyId: string, body: Json = { gracePeriodSeconds: 3600 }) 
   return { secret: res.body.key as string, rotation: res.body.rotation as Json };
 }
 
-async function code(res: Response): Promise<string> {
-  return ((await res.json()) as Json).code as string;
-}
-
 describe("scheduled maintenance (cron)", () => {
   it("closes a rotation whose grace ended that no alarm closed, once", async () => {
     const issued = await newKey();
@@ -45,7 +41,7 @@ describe("scheduled maintenance (cron)", () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ actor: "system" });
     expect((await kvRecordOf(issued.key))?.status).toBe("expired");
-    expect(await code(await frontDoor(issued.key))).toBe("key_expired");
+    expect(await codeOf(await frontDoor(issued.key))).toBe("key_expired");
     expect((await frontDoor(secret)).status).toBe(200);
     await expectKvMatchesD1(issued.id);
 
@@ -71,7 +67,7 @@ describe("scheduled maintenance (cron)", () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ actor: "system", details: { version: 1, expiresAt } });
     expect(await kvRecordOf(issued.key)).toMatchObject({ status: "expired", expiresAt });
-    expect(await code(await frontDoor(issued.key))).toBe("key_expired");
+    expect(await codeOf(await frontDoor(issued.key))).toBe("key_expired");
     const shown = await admin.get(`/keys/${issued.id}`);
     expect((shown.body.versions as Json[])[0]).toMatchObject({ version: 1, status: "expired" });
 
@@ -177,7 +173,7 @@ describe("scheduled maintenance (cron)", () => {
     const strayHash = randomHash();
     await putRecord(strayHash, { ...staleRecord, hash: strayHash, consumerId: "csm_nobody" });
 
-    expect(await code(await frontDoor(missing.key))).toBe("invalid_key");
+    expect(await codeOf(await frontDoor(missing.key))).toBe("invalid_key");
     expect((await frontDoor(revoked.key)).status).toBe(200);
 
     const first = await runCron();
@@ -200,7 +196,7 @@ describe("scheduled maintenance (cron)", () => {
     expect((await frontDoor(missing.key, "/prices/x")).status).toBe(200);
     expect((await kvRecordOf(stale.key))?.scopes).toEqual(["prices:read"]);
     expect(await kvRecordOf(revoked.key)).toBeNull();
-    expect(await code(await frontDoor(revoked.key))).toBe("invalid_key");
+    expect(await codeOf(await frontDoor(revoked.key))).toBe("invalid_key");
     expect(await env.KEYS.get(`secret:v1:${orphanHash}`)).toBeNull();
     expect(await env.KEYS.get(`secret:v1:${strayHash}`)).toBeNull();
     for (const key of [missing, stale, revoked]) await expectKvMatchesD1(key.id);

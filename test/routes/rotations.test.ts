@@ -1,15 +1,11 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { admin, newKey, withKey, type Json } from "../support/api";
+import { admin, codeOf, newKey, withKey, type Json } from "../support/api";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function coordinatorStub(consumerId: string) {
   return env.COORDINATOR.get(env.COORDINATOR.idFromName(consumerId));
-}
-
-async function codeOf(res: Response): Promise<string> {
-  return ((await res.json()) as { code: string }).code;
 }
 
 async function rotate(keyId: string, body: Json = {}) {

@@ -30,6 +30,11 @@ export async function call(
   return { status: response.status, body: parsed, headers: response.headers };
 }
 
+/** The `code` of a problem response's JSON body. */
+export async function codeOf(res: Response): Promise<string | undefined> {
+  return ((await res.json()) as { code?: string }).code;
+}
+
 export const admin = {
   get: (path: string) => call("GET", `/_keygate/v1${path}`),
   post: (path: string, body: unknown = {}, headers: Record<string, string> = {}) =>

@@ -146,8 +146,3 @@ export async function fetchWith(
   if (options.wait) await waitOnExecutionContext(ctx);
   return res;
 }
-
-export async function codeOf(res: Response): Promise<string | undefined> {
-  const body = (await res.json()) as { code?: string };
-  return body.code;
-}

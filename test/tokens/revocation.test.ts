@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { intersectScopes } from "../../src/edge/verify";
-import { admin, newKey, withKey } from "../support/api";
-import { codeOf, tokenFor } from "./fixtures";
+import { intersectScopes } from "../../src/keys/scopes";
+import { admin, codeOf, newKey, withKey } from "../support/api";
+import { tokenFor } from "./fixtures";
 
 /**
  * What a change to the underlying key does to its tokens. Strict routes (`POST /trade/*`,
