@@ -135,7 +135,8 @@ export function rotationDueCutoff(now: number, maxKeyAgeDays: number): number {
 
 // ---- reconciliation ------------------------------------------------------------------------
 
-const NO_LIMITS: Limits = { rateLimit: null, monthlyQuota: null };
+/** A consumer without a rate limit or quota (or none D1 holds). */
+export const NO_LIMITS: Limits = { rateLimit: null, monthlyQuota: null };
 
 /** A version's KV record as D1 projects it. */
 export interface ExpectedRecord {

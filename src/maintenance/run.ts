@@ -15,6 +15,7 @@ import {
   groupWork,
   GRACE_ENDING_LEAD_MS,
   KEY_EXPIRING_LEAD_MS,
+  NO_LIMITS,
   planNotices,
   rotationDueCutoff,
   stillNews,
@@ -175,10 +176,7 @@ async function walkKeys(
     );
     await Promise.all(
       states.map(async (state) => {
-        const limits = limitsOf.get(state.key.consumerId) ?? {
-          rateLimit: null,
-          monthlyQuota: null,
-        };
+        const limits = limitsOf.get(state.key.consumerId) ?? NO_LIMITS;
         for (const expected of expectedRecords(state, limits, now)) {
           const actual = await readSecretRecord(env.KEYS, expected.hash);
           if (recordDrift(actual, expected.record) !== null) {
