@@ -3,7 +3,7 @@ import type { Bindings } from "../env";
 import { KeygateError } from "../errors";
 import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
-import { grantsScope } from "../keys/scopes";
+import { intersectScopes } from "../keys/scopes";
 import { readSecretRecord, type SecretRecord } from "../store/kv-index";
 import { blockedUntil, recordFailure } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
@@ -129,17 +129,4 @@ export async function verifyCredential(
 
 function earliest(a: number | null, b: number | null): number | null {
   return a === null ? b : b === null ? a : Math.min(a, b);
-}
-
-/**
- * The scopes both lists grant, wildcards included: a token's `prices:read` survives a key
- * that now holds `prices:*`, and a token's `prices:*` narrows to the key's `prices:read`.
- */
-export function intersectScopes(token: readonly string[], key: readonly string[]): string[] {
-  const kept = new Set<string>();
-  for (const scope of token) {
-    if (grantsScope(key, scope)) kept.add(scope);
-    else for (const held of key) if (grantsScope([scope], held)) kept.add(held);
-  }
-  return [...kept];
 }

@@ -33,17 +33,29 @@ export function missingScope(
 export type ManagementPermission = "admin" | "read" | "verify";
 
 /**
- * Whether `granted` holds a management permission. Management scopes are granted explicitly,
- * never through `*`: only `keygate:admin` (or `keygate:*`, which names Keygate itself) grants
- * everything, and `keygate:read` or `keygate:verify` grant their own operations.
+ * Whether `granted` holds a management permission: `keygate:admin` (or `keygate:*`) grants
+ * everything, `keygate:read` or `keygate:verify` their own operations. `grantsScope` never
+ * lets `*` cover a `keygate:` scope, so management is always granted by name.
  */
 export function grantsManagement(
   granted: readonly string[],
   permission: ManagementPermission,
 ): boolean {
-  for (const scope of granted) {
-    if (scope === "keygate:admin" || scope === "keygate:*") return true;
-    if (permission !== "admin" && scope === `keygate:${permission}`) return true;
+  return (
+    grantsScope(granted, "keygate:admin") ||
+    (permission !== "admin" && grantsScope(granted, `keygate:${permission}`))
+  );
+}
+
+/**
+ * The scopes both lists grant, wildcards included: a token's `prices:read` survives a key
+ * that now holds `prices:*`, and a token's `prices:*` narrows to the key's `prices:read`.
+ */
+export function intersectScopes(token: readonly string[], key: readonly string[]): string[] {
+  const kept = new Set<string>();
+  for (const scope of token) {
+    if (grantsScope(key, scope)) kept.add(scope);
+    else for (const held of key) if (grantsScope([scope], held)) kept.add(held);
   }
-  return false;
+  return [...kept];
 }
