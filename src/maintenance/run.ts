@@ -245,7 +245,7 @@ async function walkKv(
       const records = await Promise.all(
         sorted.unknown.map(async (hash) => ({
           hash,
-          record: await env.KEYS.get(secretKey(hash), "json").catch(() => ({})),
+          record: await readSecretRecord(env.KEYS, hash).catch(() => ({})),
         })),
       );
       const named = records.flatMap(({ record }) => {
