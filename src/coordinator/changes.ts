@@ -112,19 +112,6 @@ export function limitsOf(state: KeyState, consumer: Consumer | null): Limits {
   };
 }
 
-/**
- * Whether a D1 batch that threw was committed after all. A batch is one transaction, so its
- * audit row (`marker`) is there exactly when every other row of it is. Throws when D1 cannot
- * answer either: the outcome is then unknown.
- */
-export async function writeLanded(db: D1Database, marker: string): Promise<boolean> {
-  const row = await db
-    .prepare("SELECT 1 AS found FROM audit_events WHERE id = ?")
-    .bind(marker)
-    .first();
-  return row !== null;
-}
-
 /** Runs `work` up to `attempts` times, waiting a little longer before each new try. */
 export async function withRetries<T>(attempts: number, work: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {

@@ -13,7 +13,7 @@ import {
   type MaintenanceOutcome,
   type MaintenanceRequest,
 } from "../maintenance/consumer-upkeep";
-import { insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
+import { auditEventExists, insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
 import { getConsumer, upsertConsumer, type Consumer } from "../store/consumers";
 import {
   getConsumerKeyIds,
@@ -30,7 +30,6 @@ import {
   touchedVersions,
   withdrawUnissued,
   withRetries,
-  writeLanded,
 } from "./changes";
 import { grant, monthWindow, rateWindow, type Grant, type Limits } from "./limits";
 import type { KeyState, KeyVersion, RateLimit, Rotation } from "./key-state";
@@ -302,7 +301,8 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         throw new WriteFailed(false, true, error);
       }
       let landed: boolean | "unknown" = "unknown";
-      if (marker !== null) landed = await writeLanded(this.env.DB, marker).catch(() => "unknown");
+      if (marker !== null)
+        landed = await auditEventExists(this.env.DB, marker).catch(() => "unknown");
       log({ event: "d1_write_failed", landed, keyIds, error: message });
       if (landed === true) return;
       for (const keyId of keyIds) queueProjection(this.ctx.storage.sql, keyId, now);
@@ -445,7 +445,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     const sql = this.ctx.storage.sql;
     for (const row of rows) {
       try {
-        if (await writeLanded(this.env.DB, row.marker)) {
+        if (await auditEventExists(this.env.DB, row.marker)) {
           this.#states.delete(row.keyId);
           const state = await this.#load(row.keyId);
           const withdrawal = state ? withdrawUnissued(state, row, now) : null;

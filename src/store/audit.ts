@@ -57,6 +57,16 @@ export function insertAudit(db: D1Database, event: AuditEvent): D1PreparedStatem
     );
 }
 
+/**
+ * Whether D1 holds the audit event `id`. As a batch is one transaction, this tells whether a
+ * batch that threw was committed after all: its audit row is there exactly when every other
+ * row of it is. Throws when D1 cannot answer either: the outcome is then unknown.
+ */
+export async function auditEventExists(db: D1Database, id: string): Promise<boolean> {
+  const row = await db.prepare("SELECT 1 AS found FROM audit_events WHERE id = ?").bind(id).first();
+  return row !== null;
+}
+
 export interface AuditFilter {
   consumerId?: string | undefined;
   keyId?: string | undefined;
