@@ -13,7 +13,8 @@ import { BASE32, BASE62, randomString } from "./random";
 export const KEY_ID_LENGTH = 16;
 export const RANDOM_LENGTH = 32;
 export const CHECKSUM_LENGTH = 6;
-export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,15}$/;
+const PREFIX = "[a-z][a-z0-9]{0,15}";
+export const PREFIX_PATTERN = new RegExp(`^${PREFIX}$`);
 export const KEY_ID_PATTERN = /^[0-9a-hjkmnp-tv-z]{16}$/;
 /** The longest secret any valid prefix can produce; longer credentials are refused unread. */
 export const MAX_SECRET_LENGTH = 16 + 1 + KEY_ID_LENGTH + 1 + RANDOM_LENGTH + CHECKSUM_LENGTH;
@@ -67,8 +68,8 @@ export function generateSecret(prefix: string, keyId: string): string {
   return body + checksumOf(body);
 }
 
-/** Any Keygate secret, whatever its prefix; groups: prefix, key id. */
-const ANY_SECRET = /^([a-z][a-z0-9]{0,15})_([0-9a-hjkmnp-tv-z]{16})_[0-9A-Za-z]{38}$/;
+/** Any Keygate secret, whatever its prefix; group 1: the prefix. */
+const ANY_SECRET = new RegExp(`^(${PREFIX})_${BODY_PATTERN}$`);
 
 /**
  * Parses a presented secret: shape and checksum only, no I/O. Returns null for anything that
@@ -80,10 +81,11 @@ export function parseSecret(candidate: string, prefix?: string): ParsedSecret | 
   if (candidate.length > MAX_SECRET_LENGTH) return null;
   const match = ANY_SECRET.exec(candidate);
   if (match === null) return null;
-  const [, found, keyId] = match as unknown as [string, string, string];
+  const found = match[1]!;
   if (prefix !== undefined && found !== prefix) return null;
   const cut = candidate.length - CHECKSUM_LENGTH;
   if (checksumOf(candidate.slice(0, cut)) !== candidate.slice(cut)) return null;
+  const keyId = candidate.slice(found.length + 1, found.length + 1 + KEY_ID_LENGTH);
   return { prefix: found, keyId, secret: candidate };
 }
 
