@@ -1,12 +1,9 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { stubOf } from "../faults/harness";
 import { admin, codeOf, newKey, withKey, type Json } from "../support/api";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function coordinatorStub(consumerId: string) {
-  return env.COORDINATOR.get(env.COORDINATOR.idFromName(consumerId));
-}
 
 async function rotate(keyId: string, body: Json = {}) {
   const res = await admin.post(`/keys/${keyId}/rotate`, body);
@@ -68,13 +65,13 @@ describe("rotation", () => {
     expect((await withKey(rotated.key)).status).toBe(200);
     const shown = await admin.get(`/rotations/${rotated.rotation.id as string}`);
     expect(shown.body).toMatchObject({ state: "completed", endReason: "grace_ended" });
-    expect(await runDurableObjectAlarm(coordinatorStub(issued.consumerId))).toBe(true);
+    expect(await runDurableObjectAlarm(stubOf(issued.consumerId))).toBe(true);
     const stored = await env.DB.prepare("SELECT state, end_reason FROM rotations WHERE id = ?")
       .bind(rotated.rotation.id)
       .first();
     expect(stored).toEqual({ state: "completed", end_reason: "grace_ended" });
     // idempotent: a second alarm run changes nothing
-    await runDurableObjectAlarm(coordinatorStub(issued.consumerId));
+    await runDurableObjectAlarm(stubOf(issued.consumerId));
     const events = await admin.get(`/audit?keyId=${issued.id}&action=rotation.completed`);
     expect((events.body.items as unknown[]).length).toBe(1);
   });
@@ -236,7 +233,7 @@ describe("rotation", () => {
       await sleep(20);
     }
     await sleep(1100);
-    await runDurableObjectAlarm(coordinatorStub(issued.consumerId));
+    await runDurableObjectAlarm(stubOf(issued.consumerId));
     const shown = await admin.get(`/rotations/${rotationId}`);
     expect(shown.body).toMatchObject({ state: "completed", endReason: "idle" });
     expect(await codeOf(await withKey(issued.key))).toBe("key_expired");
@@ -274,9 +271,7 @@ describe("rotation", () => {
       await sleep(20);
     }
     // no alarm marks it: only the timestamp can say it is over
-    await runInDurableObject(coordinatorStub(issued.consumerId), (_, state) =>
-      state.storage.deleteAlarm(),
-    );
+    await runInDurableObject(stubOf(issued.consumerId), (_, state) => state.storage.deleteAlarm());
     await sleep(Date.parse(rotated.rotation.graceUntil as string) - Date.now() + 100);
     const stored = await env.DB.prepare("SELECT state FROM rotations WHERE id = ?")
       .bind(rotationId)

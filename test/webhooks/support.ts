@@ -1,6 +1,7 @@
 import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { Webhook } from "standardwebhooks";
 import { expect, vi } from "vitest";
+import { stubOf } from "../faults/harness";
 import { admin } from "../support/api";
 
 /**
@@ -44,9 +45,7 @@ export async function consumerWithWebhook(url = endpoint()): Promise<WebhookCons
   return { id: created.body.id as string, secret, url };
 }
 
-export function stubOf(consumerId: string) {
-  return env.COORDINATOR.get(env.COORDINATOR.idFromName(consumerId));
-}
+export { stubOf };
 
 export interface DeliveryRow {
   id: string;
