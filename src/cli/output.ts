@@ -1,5 +1,6 @@
 import { createSpinner } from "nanospinner";
 import pc from "picocolors";
+import type { RateLimit } from "./api-types.js";
 
 /** How the CLI writes: JSON for machines, aligned text for people, a spinner while it waits. */
 
@@ -47,6 +48,11 @@ export function table(headings: string[], rows: unknown[][]): string[] {
 export function printSecret(secret: string, what = "the secret"): void {
   print("", `  ${pc.bold(secret)}`, "");
   note(pc.yellow(`This is the only time ${what} is shown: store it now.`));
+}
+
+/** A rate limit as table text, e.g. `100/60s`; null for none. */
+export function rateLimitText(rateLimit: RateLimit | null): string | null {
+  return rateLimit ? `${rateLimit.limit}/${rateLimit.periodSeconds}s` : null;
 }
 
 /** `label  value` pairs, labels aligned. */

@@ -7,15 +7,12 @@ import {
   parsePositiveInt,
   parseRateLimit,
 } from "../arguments.js";
-import type { Consumer, Page, RateLimit, RotatedWebhookSecret } from "../api-types.js";
+import type { Consumer, Page, RotatedWebhookSecret } from "../api-types.js";
 import { confirmOrRefuse } from "../confirm.js";
 import { contextOf } from "../context.js";
 import { UsageError } from "../errors.js";
-import { cell, fields, note, print, printSecret, table } from "../output.js";
+import { cell, fields, note, print, printSecret, rateLimitText, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
-
-const rateLimitText = (rateLimit: RateLimit | null) =>
-  rateLimit ? `${rateLimit.limit}/${rateLimit.periodSeconds}s` : null;
 
 export function consumerFields(consumer: Consumer): string[] {
   return fields([

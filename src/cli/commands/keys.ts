@@ -15,7 +15,7 @@ import type { IssuedKey, Key, Page, Rotation } from "../api-types.js";
 import { confirmOrRefuse } from "../confirm.js";
 import { contextOf, type CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { fields, note, print, printSecret, table } from "../output.js";
+import { fields, note, print, printSecret, rateLimitText, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
 import { rotationFields, rotationIdOf } from "./rotations.js";
 import { waitIdleThenComplete } from "./wait-idle.js";
@@ -32,7 +32,7 @@ export function keyFields(key: Key): string[] {
     ["version", key.version],
     ["hint", `…${key.hint}`],
     ["scopes", key.scopes],
-    ["rate limit", key.rateLimit ? `${key.rateLimit.limit}/${key.rateLimit.periodSeconds}s` : null],
+    ["rate limit", rateLimitText(key.rateLimit)],
     ["expires", key.expiresAt],
     ["revoked", key.revokedAt],
     ["metadata", key.metadata],
