@@ -11,7 +11,7 @@ import worker from "../../src/index";
 import { forgetJwks } from "../../src/tokens/jwks-cache";
 import type { KeyRing } from "../../src/tokens/key-ring";
 import { NEXT_KEY_MIN_AGE_MS } from "../../src/tokens/propagation";
-import { admin, call, type Json } from "../support/api";
+import { admin, call, withKey, type Json } from "../support/api";
 
 /** Helpers for the token suites: the signer's stub, its stored ring, and token exchange. */
 
@@ -125,6 +125,11 @@ export function accessClaims(
     exp: now + ttl,
     ...extra,
   };
+}
+
+/** The front door's status for a request bearing `token` (an access token or a key). */
+export async function status(token: string, path = "/prices/eur"): Promise<number> {
+  return (await withKey(token, path)).status;
 }
 
 /**

@@ -24,6 +24,7 @@ import {
   rotateNow,
   rotateSigningKeys,
   signerStub,
+  status,
   storedRing,
   tokenFor,
 } from "./fixtures";
@@ -43,10 +44,6 @@ async function withSignerEnv(vars: Record<string, unknown>): Promise<void> {
     const holder = instance as unknown as { env: Record<string, unknown> };
     holder.env = { ...holder.env, ...vars };
   });
-}
-
-async function status(token: string, path = "/prices/eur"): Promise<number> {
-  return (await withKey(token, path)).status;
 }
 
 describe("signing-key rotation", () => {

@@ -1,16 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { forgetJwks } from "../../src/tokens/jwks-cache";
 import { newKey, withKey } from "../support/api";
-import { tokenFor } from "./fixtures";
+import { status, tokenFor } from "./fixtures";
 
 /**
  * The isolate's cache of verified tokens: a JWT seen again costs a hash and a lookup, not a
  * signature check, and never outlives the token's exp or the JWKS copy it was checked with.
  */
-
-async function status(token: string): Promise<number> {
-  return (await withKey(token, "/prices/eur")).status;
-}
 
 beforeEach(() => forgetJwks());
 afterEach(() => {
