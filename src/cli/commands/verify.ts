@@ -4,7 +4,7 @@ import type { AccessToken, VerifyResult } from "../api-types.js";
 import { secretFrom } from "../confirm.js";
 import { contextOf } from "../context.js";
 import { EXIT } from "../errors.js";
-import { colors, fields, print } from "../output.js";
+import { colors, fields, note, print } from "../output.js";
 
 /** `keygate verify` and `keygate token`: what a key is worth, as a service would ask. */
 export function registerVerify(program: Command): void {
@@ -71,9 +71,7 @@ export function registerVerify(program: Command): void {
         });
         ctx.emit(token, (t) => {
           print(t.access_token);
-          process.stderr.write(
-            `${t.token_type} token, scope "${t.scope}", expires in ${t.expires_in}s\n`,
-          );
+          note(`${t.token_type} token, scope "${t.scope}", expires in ${t.expires_in}s`);
         });
       },
     );
