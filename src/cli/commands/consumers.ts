@@ -14,7 +14,7 @@ import { UsageError } from "../errors.js";
 import { cell, fields, note, print, printSecret, rateLimitText, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
 
-export function consumerFields(consumer: Consumer): string[] {
+function consumerFields(consumer: Consumer): string[] {
   return fields([
     ["id", consumer.id],
     ["name", consumer.name],

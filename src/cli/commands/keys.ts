@@ -23,7 +23,7 @@ import { waitIdleThenComplete } from "./wait-idle.js";
 const keyPath = (id: string) => `/keys/${encodeURIComponent(id)}`;
 const rotationPath = (id: string) => `/rotations/${encodeURIComponent(id)}`;
 
-export function keyFields(key: Key): string[] {
+function keyFields(key: Key): string[] {
   return fields([
     ["id", key.id],
     ["consumer", key.consumerId],

@@ -40,7 +40,7 @@ export function rotationFields(rotation: Rotation, now = Date.now()): string[] {
 }
 
 /** The old/new traffic share since the rotation began, drawn as bars. */
-export function trafficLines(rotation: Rotation, now = Date.now()): string[] {
+function trafficLines(rotation: Rotation, now = Date.now()): string[] {
   const usage = rotation.usage;
   if (!usage) return ["traffic: not reported"];
   const total = usage.old.requests + usage.new.requests;

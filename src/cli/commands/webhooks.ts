@@ -16,7 +16,7 @@ function lastResult(delivery: WebhookDelivery): string | null {
   return delivery.lastStatusCode === null ? null : `HTTP ${delivery.lastStatusCode}`;
 }
 
-export function deliveryFields(delivery: WebhookDelivery): string[] {
+function deliveryFields(delivery: WebhookDelivery): string[] {
   return fields([
     ["id", delivery.id],
     ["consumer", delivery.consumerId],
