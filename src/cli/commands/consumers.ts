@@ -13,6 +13,7 @@ import { contextOf } from "../context.js";
 import { UsageError } from "../errors.js";
 import { cell, fields, note, print, printSecret, rateLimitText, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
+import { consumerPath } from "../paths.js";
 
 function consumerFields(consumer: Consumer): string[] {
   return fields([
@@ -32,8 +33,6 @@ function printConsumer({ webhookSecret, ...consumer }: Consumer): void {
   print(...consumerFields(consumer));
   if (webhookSecret !== undefined) printSecret(webhookSecret, "the webhook secret");
 }
-
-const consumerPath = (id: string) => `/consumers/${encodeURIComponent(id)}`;
 
 const CONSUMER_FIELDS = ["name", "metadata", "rateLimit", "monthlyQuota", "webhookUrl"] as const;
 

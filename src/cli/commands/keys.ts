@@ -17,11 +17,9 @@ import { contextOf, type CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { fields, note, print, printSecret, rateLimitText, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
+import { consumerPath, keyPath, rotationPath } from "../paths.js";
 import { rotationFields, rotationIdOf } from "./rotations.js";
 import { waitIdleThenComplete } from "./wait-idle.js";
-
-const keyPath = (id: string) => `/keys/${encodeURIComponent(id)}`;
-const rotationPath = (id: string) => `/rotations/${encodeURIComponent(id)}`;
 
 function keyFields(key: Key): string[] {
   return fields([
@@ -148,11 +146,9 @@ export function registerKeys(program: Command): void {
     )
     .action(async (consumerId: string, options: KeyOptions, command: Command) => {
       const ctx = contextOf(command);
-      const issued = await ctx.api<IssuedKey>(
-        "POST",
-        `/consumers/${encodeURIComponent(consumerId)}/keys`,
-        { body: { scopes: [], ...keyBody(options) } },
-      );
+      const issued = await ctx.api<IssuedKey>("POST", `${consumerPath(consumerId)}/keys`, {
+        body: { scopes: [], ...keyBody(options) },
+      });
       ctx.emit(issued, ({ key: secret, ...key }) => {
         print(...keyFields(key));
         printSecret(secret);
@@ -166,11 +162,7 @@ export function registerKeys(program: Command): void {
       .argument("<consumer-id>", "consumer id (csm_…)"),
   ).action(async (consumerId: string, options: PageOptions, command: Command) => {
     const ctx = contextOf(command);
-    const page = await fetchPage<Key>(
-      ctx,
-      `/consumers/${encodeURIComponent(consumerId)}/keys`,
-      options,
-    );
+    const page = await fetchPage<Key>(ctx, `${consumerPath(consumerId)}/keys`, options);
     ctx.emit(page, (p: Page<Key>) => {
       print(
         ...table(

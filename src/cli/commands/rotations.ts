@@ -4,6 +4,7 @@ import { contextOf, type CliContext } from "../context.js";
 import { CliError } from "../errors.js";
 import { ago, bar, fields, print, span, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
+import { keyPath, rotationPath } from "../paths.js";
 
 export function rotationFields(rotation: Rotation, now = Date.now()): string[] {
   const graceLeft =
@@ -65,10 +66,10 @@ export async function rotationIdOf(
   { open }: { open: boolean },
 ): Promise<string> {
   if (id.startsWith("rot_")) return id;
-  const key = await ctx.api<Key>("GET", `/keys/${encodeURIComponent(id)}`);
+  const key = await ctx.api<Key>("GET", keyPath(id));
   if (key.rotation && (key.rotation.state === "in_progress" || !open)) return key.rotation.id;
   if (!open) {
-    const page = await ctx.api<Page<Rotation>>("GET", `/keys/${encodeURIComponent(id)}/rotations`, {
+    const page = await ctx.api<Page<Rotation>>("GET", `${keyPath(id)}/rotations`, {
       query: { limit: 1 },
     });
     if (page.items[0]) return page.items[0].id;
@@ -93,10 +94,7 @@ export function registerRotations(program: Command): void {
     .action(async (id: string, _options: unknown, command: Command) => {
       const ctx = contextOf(command);
       const rotationId = await rotationIdOf(ctx, id, { open: false });
-      const rotation = await ctx.api<Rotation>(
-        "GET",
-        `/rotations/${encodeURIComponent(rotationId)}`,
-      );
+      const rotation = await ctx.api<Rotation>("GET", rotationPath(rotationId));
       ctx.emit(rotation, (r) => print(...rotationFields(r), "", ...trafficLines(r)));
     });
 
@@ -107,11 +105,7 @@ export function registerRotations(program: Command): void {
       .argument("<key-id>", "key id"),
   ).action(async (keyId: string, options: PageOptions, command: Command) => {
     const ctx = contextOf(command);
-    const page = await fetchPage<Rotation>(
-      ctx,
-      `/keys/${encodeURIComponent(keyId)}/rotations`,
-      options,
-    );
+    const page = await fetchPage<Rotation>(ctx, `${keyPath(keyId)}/rotations`, options);
     ctx.emit(page, (p: Page<Rotation>) => {
       print(
         ...table(

@@ -3,6 +3,7 @@ import { parseTime } from "../arguments.js";
 import type { KeyUsage } from "../api-types.js";
 import { contextOf } from "../context.js";
 import { note, print, table } from "../output.js";
+import { keyPath } from "../paths.js";
 
 /** `keygate usage`: a key's hourly request counts, per version. */
 export function registerUsage(program: Command): void {
@@ -23,7 +24,7 @@ export function registerUsage(program: Command): void {
     )
     .action(async (keyId: string, options: { from?: string; to?: string }, command: Command) => {
       const ctx = contextOf(command);
-      const usage = await ctx.api<KeyUsage>("GET", `/keys/${encodeURIComponent(keyId)}/usage`, {
+      const usage = await ctx.api<KeyUsage>("GET", `${keyPath(keyId)}/usage`, {
         query: { from: options.from, to: options.to },
       });
       ctx.emit(usage, (u) => {

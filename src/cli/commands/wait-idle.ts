@@ -4,6 +4,7 @@ import type { CliContext } from "../context.js";
 import { ApiError, CliError, EXIT } from "../errors.js";
 import { idleVerdict, observe, type IdleVerdict, type QuietWatch } from "../idle-watch.js";
 import { note, progress, span } from "../output.js";
+import { rotationPath } from "../paths.js";
 
 export interface WaitIdleOptions {
   idleMs: number;
@@ -34,7 +35,7 @@ export async function waitIdleThenComplete(
   rotationId: string,
   options: WaitIdleOptions,
 ): Promise<Rotation> {
-  const path = `/rotations/${encodeURIComponent(rotationId)}`;
+  const path = rotationPath(rotationId);
   const started = Date.now();
   const shown = progress(`watching rotation ${rotationId}`, ctx.json);
   const interrupted = () => {

@@ -3,9 +3,9 @@ import type { Page, WebhookDelivery } from "../api-types.js";
 import { contextOf } from "../context.js";
 import { fields, print, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
+import { consumerPath } from "../paths.js";
 
-const webhooksPath = (consumerId: string) =>
-  `/consumers/${encodeURIComponent(consumerId)}/webhooks`;
+const webhooksPath = (consumerId: string) => `${consumerPath(consumerId)}/webhooks`;
 
 /**
  * How the last attempt went: its error (which names the receiver's status, `HTTP 500: …`, or
