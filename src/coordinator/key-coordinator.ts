@@ -730,7 +730,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       const secret = generateSecret(config.keyPrefix, keyId);
       const version: KeyVersion = {
         version: 1,
-        secretHash: await hashSecret(secret),
+        secretHash: hashSecret(secret),
         hint: secretHint(secret),
         scopes: input.scopes,
         status: "active",
@@ -834,7 +834,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         rotationId: newId("rot"),
         newVersion: {
           version: number,
-          secretHash: await hashSecret(secret),
+          secretHash: hashSecret(secret),
           hint: secretHint(secret),
           scopes: input.scopes ?? current?.scopes ?? [],
           status: "active",

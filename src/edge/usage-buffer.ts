@@ -56,13 +56,20 @@ function add(consumerId: string, report: UsageReport): void {
 
 /** Counts one request made with `record`'s version; schedules the report in `waitUntil`. */
 export function countUse(env: Bindings, ctx: WaitUntil, record: SecretRecord, now: number): void {
-  add(record.consumerId, {
-    keyId: record.keyId,
-    version: record.version,
-    requests: 1,
-    firstAt: now,
-    lastAt: now,
-  });
+  // on every request: the buffered report is counted up in place, nothing is allocated
+  const counted = pending.get(record.consumerId)?.get(`${record.keyId}:${record.version}`);
+  if (counted !== undefined) {
+    counted.requests++;
+    if (now > counted.lastAt) counted.lastAt = now;
+  } else {
+    add(record.consumerId, {
+      keyId: record.keyId,
+      version: record.version,
+      requests: 1,
+      firstAt: now,
+      lastAt: now,
+    });
+  }
   if (record.awaitingFirstUse) {
     ctx.waitUntil(flushUsage(env, record.consumerId));
     return;

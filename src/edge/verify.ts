@@ -19,26 +19,58 @@ export interface VerifyOptions {
   clientIp?: string | null;
 }
 
+const INVALID: Verdict = { ok: false, code: "invalid_key" };
+
 /**
  * Verifies a presented secret: shape and checksum first (no I/O), then the isolate cache,
  * then one KV read; with `strict`, the consumer's coordinator has the last word. A storage
  * failure throws `unavailable`: never let a request through on a failed read.
+ *
+ * A secret this isolate holds (the hot path) is answered synchronously, with no promise;
+ * anything that needs I/O returns one. Callers await only a promise (`settled`).
  */
-export async function verifySecret(
+export function verifySecret(
   env: Bindings,
   config: Config,
   presented: string,
   options: VerifyOptions = {},
-): Promise<Verdict> {
+): Verdict | Promise<Verdict> {
   const now = options.now ?? Date.now();
   const ip = options.clientIp ?? null;
   const parsed = parseSecret(presented);
   if (parsed === null) {
     if (ip) recordFailure(ip, now);
-    return { ok: false, code: "invalid_key" };
+    return INVALID;
   }
-  const hash = await hashSecret(parsed.secret);
-  let record: SecretRecord | null | undefined = cachedRecord(hash, now, config.cacheTtlMs);
+  const hash = hashSecret(parsed.secret);
+  const cached = cachedRecord(hash, now, config.cacheTtlMs);
+  if (cached !== undefined && !options.strict) return judgeCounted(cached, hash, now, ip);
+  return verifyWithStorage(env, config, parsed.keyId, hash, cached, now, ip, options.strict);
+}
+
+/** The verdict for `record`; an invalid credential counts against the client's address. */
+function judgeCounted(
+  record: SecretRecord | null,
+  hash: string,
+  now: number,
+  ip: string | null,
+): Verdict {
+  const verdict = judge(record, hash, now);
+  if (!verdict.ok && verdict.code === "invalid_key" && ip) recordFailure(ip, now);
+  return verdict;
+}
+
+async function verifyWithStorage(
+  env: Bindings,
+  config: Config,
+  keyId: string,
+  hash: string,
+  cached: SecretRecord | null | undefined,
+  now: number,
+  ip: string | null,
+  strict: boolean | undefined,
+): Promise<Verdict> {
+  let record = cached;
   if (record === undefined) {
     const until = ip ? blockedUntil(ip, now) : null;
     if (until !== null) {
@@ -50,35 +82,29 @@ export async function verifySecret(
     try {
       record = await readSecretRecord(env.KEYS, hash);
     } catch (error) {
-      console.error(
-        JSON.stringify({ event: "kv_read_failed", keyId: parsed.keyId, error: String(error) }),
-      );
+      console.error(JSON.stringify({ event: "kv_read_failed", keyId, error: String(error) }));
       throw new KeygateError("unavailable", { detail: "The key index is unavailable; try again." });
     }
-    if (record !== null && record.keyId !== parsed.keyId) record = null;
+    if (record !== null && record.keyId !== keyId) record = null;
     // only hits are cached: a miss may be a secret whose projection has not landed yet, and
     // caching it would hide a freshly issued secret once KV holds it
-    if (record !== null) cacheRecord(hash, parsed.keyId, record, now, config.cacheTtlMs);
+    if (record !== null) cacheRecord(hash, keyId, record, now, config.cacheTtlMs);
   }
-  if (options.strict && record !== null) {
+  if (strict && record !== null) {
     try {
       record = await coordinatorOf(env, record.consumerId).checkSecret(
         record.consumerId,
-        parsed.keyId,
+        keyId,
         hash,
       );
     } catch (error) {
-      console.error(
-        JSON.stringify({ event: "coordinator_failed", keyId: parsed.keyId, error: String(error) }),
-      );
+      console.error(JSON.stringify({ event: "coordinator_failed", keyId, error: String(error) }));
       throw new KeygateError("unavailable", {
         detail: "The key coordinator is unavailable; try again.",
       });
     }
   }
-  const verdict = judge(record, hash, now);
-  if (!verdict.ok && verdict.code === "invalid_key" && ip) recordFailure(ip, now);
-  return verdict;
+  return judgeCounted(record, hash, now, ip);
 }
 
 /**
@@ -86,15 +112,26 @@ export async function verifySecret(
  * on strict routes the key version behind it is checked with its coordinator, so revoking
  * the key stops its tokens at once there) or a secret.
  */
-export async function verifyCredential(
+export function verifyCredential(
   env: Bindings,
   config: Config,
   presented: string,
   options: VerifyOptions = {},
-): Promise<Verdict> {
+): Verdict | Promise<Verdict> {
   if (!looksLikeJwt(presented)) return verifySecret(env, config, presented, options);
-  const verdict = await verifyAccessToken(env, config, presented);
-  if (!verdict.ok || !options.strict) return verdict;
+  const verdict = verifyAccessToken(env, config, presented);
+  if (!options.strict) return verdict;
+  return checkTokenWithCoordinator(env, verdict, options.now);
+}
+
+/** A strict route's check of a token: the key version behind it, asked of its coordinator. */
+async function checkTokenWithCoordinator(
+  env: Bindings,
+  pending: Verdict | Promise<Verdict>,
+  now: number | undefined,
+): Promise<Verdict> {
+  const verdict = await pending;
+  if (!verdict.ok) return verdict;
   const { record } = verdict;
   let current: SecretRecord | null;
   try {
@@ -111,7 +148,7 @@ export async function verifyCredential(
       detail: "The key coordinator is unavailable; try again.",
     });
   }
-  const fresh = judgeRecord(current, options.now ?? Date.now());
+  const fresh = judgeRecord(current, now ?? Date.now());
   if (!fresh.ok) return fresh;
   // the token's own claims still bound it (scopes it was narrowed to, its expiry), but never
   // beyond what the key holds now: scopes narrowed since it was issued apply at once, and so

@@ -1,19 +1,18 @@
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
+
 const encoder = new TextEncoder();
-
-const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
-
-function toHex(bytes: ArrayBuffer): string {
-  let out = "";
-  for (const byte of new Uint8Array(bytes)) out += HEX[byte];
-  return out;
-}
 
 /**
  * SHA-256 of a secret, hex. A secret carries ≈190 random bits, so a fast hash is the right
  * tool (as for GitHub and Stripe keys): nothing to brute-force, and verification stays cheap.
+ *
+ * Synchronous (@noble/hashes) rather than `crypto.subtle.digest`: a hot key is then verified
+ * with no promise at all, and the promise, not the hashing, was most of the cost (measured:
+ * README, "Performance"). test/keys/hash.test.ts checks it against WebCrypto.
  */
-export async function hashSecret(secret: string): Promise<string> {
-  return toHex(await crypto.subtle.digest("SHA-256", encoder.encode(secret)));
+export function hashSecret(secret: string): string {
+  return bytesToHex(sha256(encoder.encode(secret)));
 }
 
 /**

@@ -60,7 +60,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     const db = c.env.DB;
     const scope = actorOf(c.get("principal"));
     const body = await c.req.text();
-    const fingerprint = await hashSecret(`${c.req.method} ${c.req.path}\n${body}`);
+    const fingerprint = hashSecret(`${c.req.method} ${c.req.path}\n${body}`);
     const now = Date.now();
     let existing: StoredRecord | null;
     try {

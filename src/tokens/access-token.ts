@@ -63,20 +63,31 @@ function remember(hash: string, verdict: Verdict, generation: number, until: num
  * `exp`/`nbf` with a small clock tolerance. An expired token is `key_expired`; every other
  * failure is `invalid_key`.
  */
-export async function verifyAccessToken(
+export function verifyAccessToken(
   env: Bindings,
   config: Config,
   token: string,
-): Promise<Verdict> {
+): Verdict | Promise<Verdict> {
   // the shape was checked by looksLikeJwt, which is how a credential gets here
   if (token.length > MAX_JWT_LENGTH) return INVALID;
   const now = Date.now();
-  const hash = await hashSecret(token);
+  const hash = hashSecret(token);
   const seen = verifiedTokens.get(hash);
   if (seen !== undefined) {
+    // a token verified before is answered synchronously, with no promise
     if (seen.generation === jwksGeneration(now) && now < seen.until) return seen.verdict;
     verifiedTokens.delete(hash);
   }
+  return verifySignature(env, config, token, hash, now);
+}
+
+async function verifySignature(
+  env: Bindings,
+  config: Config,
+  token: string,
+  hash: string,
+  now: number,
+): Promise<Verdict> {
   let header;
   try {
     header = decodeProtectedHeader(token);

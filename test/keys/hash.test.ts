@@ -39,6 +39,18 @@ describe("hashSecret", () => {
     );
   });
 
+  it("matches WebCrypto's SHA-256 of the UTF-8 bytes for any string", async () => {
+    const encoder = new TextEncoder();
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: "grapheme", maxLength: 200 }), async (text) => {
+        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+        const hex = [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+        expect(hashSecret(text)).toBe(hex);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it("gives different digests for different strings", async () => {
     await fc.assert(
       fc.asyncProperty(
