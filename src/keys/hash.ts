@@ -1,18 +1,16 @@
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
-
-const encoder = new TextEncoder();
+import { createHash } from "node:crypto";
 
 /**
  * SHA-256 of a secret, hex. A secret carries ≈190 random bits, so a fast hash is the right
  * tool (as for GitHub and Stripe keys): nothing to brute-force, and verification stays cheap.
  *
- * Synchronous (@noble/hashes) rather than `crypto.subtle.digest`: a hot key is then verified
- * with no promise at all, and the promise, not the hashing, was most of the cost (measured:
- * README, "Performance"). test/keys/hash.test.ts checks it against WebCrypto.
+ * Synchronous (workerd's native `node:crypto`, under `nodejs_compat`) rather than
+ * `crypto.subtle.digest`: a hot key is then verified with no promise at all, and the promise,
+ * not the hashing, was most of the cost (README, "Performance"). test/keys/hash.test.ts
+ * checks it against WebCrypto.
  */
 export function hashSecret(secret: string): string {
-  return bytesToHex(sha256(encoder.encode(secret)));
+  return createHash("sha256").update(secret, "utf8").digest("hex");
 }
 
 /**

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { childWorkerdPids, cpuNs } from "./procfs.js";
 import autocannon from "autocannon";
 
 /**
@@ -39,36 +39,14 @@ export interface LoadResult {
   cpuUsPerRequest: number | null;
 }
 
-const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux this runs on
-
 /**
- * CPU milliseconds (user + system) used so far by the workerd processes this one started
- * (Miniflare's children), from /proc; null where there is no /proc.
+ * CPU milliseconds used so far by the workerd processes this one started (Miniflare's
+ * children), or null where there is no /proc.
  */
 export function workerdCpuMs(): number | null {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return null;
-  }
-  let ticks = 0;
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // pid (comm) state ppid … utime(14) stime(15): fields counted after the closing paren
-    const close = stat.lastIndexOf(")");
-    const name = stat.slice(stat.indexOf("(") + 1, close);
-    const fields = stat.slice(close + 2).split(" ");
-    if (!name.startsWith("workerd") || Number(fields[1]) !== process.pid) continue;
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+  const pids = childWorkerdPids();
+  if (pids.length === 0) return null;
+  return pids.reduce((sum, pid) => sum + cpuNs(pid), 0) / 1e6;
 }
 
 /** The q-quantile (0 < q ≤ 1) of ascending `sorted`, by nearest rank; NaN when empty. */

@@ -9,6 +9,14 @@ import { parseOptions, USAGE, type BenchOptions } from "./options.js";
 import { profileScenario } from "./profile.js";
 import { startPeers, type Peers } from "./peers.js";
 import {
+  measurePairs,
+  pinCores,
+  startTracked,
+  type PairResult,
+  type PairSpec,
+  type Side,
+} from "./side-by-side.js";
+import {
   formatReport,
   toJson,
   type FixedRateLatency,
@@ -65,6 +73,9 @@ import {
 /** Keygate's `ROUTE_RULES` in both instances: the passthrough route; everything else needs a key. */
 const ROUTE_RULES = [{ path: "/public/*", public: true }];
 const WARMUP_SECONDS = 1;
+/** Side-by-side rounds per `--rounds` (each ratio alternates the twin instances) and their length. */
+const SIDE_BY_SIDE_ROUNDS_PER_ROUND = 3;
+const SIDE_BY_SIDE_SECONDS = 2;
 const LATENCY_LOAD_FRACTION = 0.4;
 const LATENCY_CONNECTIONS = 1;
 /** Everything but the load runs (start-up, seeding, stopping) must fit in this, with margin. */
@@ -228,6 +239,33 @@ function pooled(runs: LoadResult[]) {
   };
 }
 
+/**
+ * The keys instance A (and its twin) is measured with: a hot key, a rate-limited key whose
+ * whole budget (1 request per hour) is spent here, and an access token of the hot key.
+ */
+async function seedKeygate(keygate: Keygate) {
+  const [hotKey, limitedKey] = await Promise.all([
+    createKey(keygate, "bench-hot"),
+    createKey(keygate, "bench-ratelimited", { rateLimit: { limit: 1, periodSeconds: 3600 } }),
+  ]);
+  const accessToken = await exchangeForToken(keygate, hotKey);
+  const firstUse = await get(
+    `${keygate.url}/bench/ratelimited`,
+    headersOf("ratelimited", limitedKey),
+  );
+  if (firstUse.status !== 200) {
+    throw new Error(`first use of the rate-limited key: ${firstUse.status}`);
+  }
+  return { hotKey, limitedKey, accessToken };
+}
+
+interface Instances {
+  a?: Keygate;
+  a2?: Keygate;
+  b?: Keygate;
+  peers?: Peers;
+}
+
 function commandLine(argv: string[]): string {
   const args = argv.map((a) => (/^[\w./=-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
   if (process.env.npm_lifecycle_event === "bench") {
@@ -239,30 +277,33 @@ function commandLine(argv: string[]): string {
 async function measure(
   options: BenchOptions,
   argv: string[],
-  instances: { a?: Keygate; b?: Keygate; peers?: Peers },
+  instances: Instances,
 ): Promise<Report> {
-  progress("starting Keygate (A: default cache, B: CACHE_TTL_SECONDS=0) and the peers");
-  // allSettled: when one fails to start, the others are registered (and stopped) all the same.
-  const starts = await Promise.allSettled([
-    startKeygate({ routeRules: ROUTE_RULES }).then((k) => (instances.a = k)),
-    startKeygate({ routeRules: ROUTE_RULES, cacheTtlSeconds: 0 }).then((k) => (instances.b = k)),
-    startPeers().then((p) => (instances.peers = p)),
-  ]);
-  for (const start of starts) if (start.status === "rejected") throw start.reason;
-  const { a, b, peers } = instances as Required<typeof instances>;
+  progress(
+    "starting Keygate (A and its twin A2: default cache; B: CACHE_TTL_SECONDS=0) and the peers",
+  );
+  // one at a time, so that each workerd process is known by its pid (side-by-side.ts); each
+  // is registered (and stopped) as soon as it is up
+  const pids: Record<string, number | null> = {};
+  [instances.a, pids.a] = await startTracked(() => startKeygate({ routeRules: ROUTE_RULES }));
+  [instances.a2, pids.a2] = await startTracked(() => startKeygate({ routeRules: ROUTE_RULES }));
+  [instances.b, pids.b] = await startTracked(() =>
+    startKeygate({ routeRules: ROUTE_RULES, cacheTtlSeconds: 0 }),
+  );
+  [instances.peers, pids.peers] = await startTracked(() => startPeers());
+  const { a, a2, b, peers } = instances as Required<Instances>;
+  const known = Object.values(pids).filter((pid): pid is number => pid !== null);
+  const pinning =
+    known.length === 4 ? pinCores(known) : "not pinned (workerd processes not found in /proc)";
+  progress(pinning);
 
   progress("seeding keys through the management API");
-  const [hotKey, limitedKey, coldKey] = await Promise.all([
-    createKey(a, "bench-hot"),
-    createKey(a, "bench-ratelimited", { rateLimit: { limit: 1, periodSeconds: 3600 } }),
+  const [seeded, seeded2, coldKey] = await Promise.all([
+    seedKeygate(a),
+    seedKeygate(a2),
     createKey(b, "bench-cold"),
   ]);
-  const accessToken = await exchangeForToken(a, hotKey);
-  // Spend the rate-limited key's whole budget (1 request per hour) before it is measured.
-  const firstUse = await get(`${a.url}/bench/ratelimited`, headersOf("ratelimited", limitedKey));
-  if (firstUse.status !== 200) {
-    throw new Error(`first use of the rate-limited key: ${firstUse.status}`);
-  }
+  const { hotKey, limitedKey, accessToken } = seeded;
 
   const scenarios: Scenario[] = [
     {
@@ -416,6 +457,74 @@ async function measure(
     );
   }
 
+  let pairs: PairResult[] = [];
+  if (Object.values(pids).every((pid) => pid !== null)) {
+    /** Instance A's (or its twin's) scenarios as sides of a pair. */
+    const sidesOf = (keygate: Keygate, pid: number, keys: typeof seeded) => {
+      const side = (path: string, name: ScenarioName, credential?: string): Side => ({
+        url: `${keygate.url}${path}`,
+        headers: headersOf(name, credential),
+        pid,
+      });
+      return {
+        passthrough: side("/public/bench", "passthrough"),
+        hot: side("/bench/hot", "hot", keys.hotKey),
+        malformed: side("/bench/malformed", "malformed", breakChecksum(keys.hotKey)),
+        ratelimited: side("/bench/ratelimited", "ratelimited", keys.limitedKey),
+        jwt: side("/bench/jwt", "jwt", keys.accessToken),
+      };
+    };
+    const one = sidesOf(a, pids.a!, seeded);
+    const two = sidesOf(a2, pids.a2!, seeded2);
+    /** numerator against denominator, the twin instances swapped every other round */
+    const twins = (numerator: keyof typeof one, denominator: keyof typeof one) => [
+      { numerator: two[numerator], denominator: one[denominator] },
+      { numerator: one[numerator], denominator: two[denominator] },
+    ];
+    const elsewhere = (scenario: Scenario, pid: number): Side => ({
+      url: scenario.url,
+      headers: scenario.headers,
+      pid,
+    });
+    const byName = (name: ScenarioName) => scenarios.find((s) => s.name === name)!;
+    const specs: PairSpec[] = [
+      { name: "hot_vs_passthrough", arrangements: twins("hot", "passthrough") },
+      {
+        name: "cold_vs_passthrough",
+        arrangements: [
+          { numerator: elsewhere(byName("cold"), pids.b!), denominator: one.passthrough },
+        ],
+      },
+      { name: "malformed_vs_passthrough", arrangements: twins("malformed", "passthrough") },
+      { name: "ratelimited_vs_hot", arrangements: twins("ratelimited", "hot") },
+      { name: "jwt_vs_passthrough", arrangements: twins("jwt", "passthrough") },
+      ...(["hono_bearer_auth", "oauth_provider"] as const).map((peer) => ({
+        name: `${peer}_vs_hot`,
+        arrangements: [one.hot, two.hot].map((hot) => ({
+          numerator: elsewhere(byName(peer), pids.peers!),
+          denominator: hot,
+        })),
+      })),
+    ];
+    progress(
+      `side by side: ${specs.length} ratios x ${options.rounds * SIDE_BY_SIDE_ROUNDS_PER_ROUND} ` +
+        `rounds of ${SIDE_BY_SIDE_SECONDS} s`,
+    );
+    pairs = await measurePairs(
+      specs,
+      {
+        rounds: options.rounds * SIDE_BY_SIDE_ROUNDS_PER_ROUND,
+        seconds: SIDE_BY_SIDE_SECONDS,
+        connections,
+      },
+      progress,
+    );
+  } else {
+    notes.push(
+      "the workerd processes were not found in /proc: the ratios are those of the sequential runs.",
+    );
+  }
+
   const cpuList = cpus();
   return {
     command: commandLine(argv),
@@ -436,6 +545,8 @@ async function measure(
       "peers: hono/bearer-auth (static token) and workers-oauth-provider (its own access token)",
     ],
     scenarios: summaries,
+    pairs,
+    pinning,
     placeholders: {},
     latency,
     notes,
@@ -459,10 +570,10 @@ export async function main(argv: string[]): Promise<number> {
     return profileScenario(options.profile, options.durationSeconds, options.connections);
   }
 
-  const instances: { a?: Keygate; b?: Keygate; peers?: Peers } = {};
+  const instances: Instances = {};
   const stopAll = async () => {
-    const all = [instances.a, instances.b, instances.peers];
-    instances.a = instances.b = instances.peers = undefined;
+    const all = [instances.a, instances.a2, instances.b, instances.peers];
+    instances.a = instances.a2 = instances.b = instances.peers = undefined;
     await Promise.all(
       all.map((instance) =>
         instance
@@ -475,7 +586,10 @@ export async function main(argv: string[]): Promise<number> {
   };
 
   // Hard bound on the whole run: the load runs' total plus the set-up budget.
-  const loadSeconds = 9 * WARMUP_SECONDS + (9 + 2) * options.rounds * (options.durationSeconds + 1);
+  const loadSeconds =
+    9 * WARMUP_SECONDS +
+    (9 + 2) * options.rounds * (options.durationSeconds + 1) +
+    7 * (2 * 2 + SIDE_BY_SIDE_ROUNDS_PER_ROUND * options.rounds * (SIDE_BY_SIDE_SECONDS + 1));
   const budgetMs = (loadSeconds * 1.5 + SETUP_BUDGET_SECONDS) * 1000;
   const watchdog = setTimeout(() => {
     console.error(`bench: no result after ${Math.round(budgetMs / 1000)} s, giving up`);

@@ -1,4 +1,5 @@
 import { median } from "./load.js";
+import type { PairResult } from "./side-by-side.js";
 
 /**
  * The benchmark's outputs: the human report (machine, command, one table, the fixed-rate
@@ -76,6 +77,10 @@ export interface Report {
   settings: string;
   setup: string[];
   scenarios: ScenarioSummary[];
+  /** The ratios measured side by side (side-by-side.ts); empty where that was not possible. */
+  pairs: PairResult[];
+  /** How the processes were placed on the cores for the side-by-side runs. */
+  pinning: string;
   /** Scenarios with no measurement yet, and why. */
   placeholders: Partial<Record<ScenarioName, string>>;
   latency: FixedRateLatency;
@@ -98,12 +103,23 @@ const round = (value: number, digits: number) => {
 };
 
 /**
- * A ratio of two scenarios: the median, over the rounds, of the ratio within each round. Both
+ * A ratio as reported: measured side by side when it was (side-by-side.ts), else from the
+ * sequential runs (`sequentialRatio`).
+ */
+export function ratioValue(report: Report, spec: RatioSpec): number | null {
+  const pair = report.pairs.find((p) => p.name === spec.name);
+  if (pair && pair.rounds.length > 0) return pair.value;
+  return sequentialRatio(report, spec);
+}
+
+/**
+ * A ratio of two sequential saturating runs: the median, over the rounds, of the ratio within
+ * each round. Both
  * runs of a round are seconds apart, so this cancels the machine's drift between rounds
  * (a shared VM's throughput wanders by 10–30 % over a minute), which a ratio of the two
  * medians would not. Falls back to the ratio of medians when the rounds do not pair up.
  */
-export function ratioValue(report: Report, spec: RatioSpec): number | null {
+export function sequentialRatio(report: Report, spec: RatioSpec): number | null {
   const numerator = report.scenarios.find((s) => s.name === spec.numerator);
   const denominator = report.scenarios.find((s) => s.name === spec.denominator);
   if (!numerator || !denominator) return null;
@@ -117,12 +133,11 @@ export function ratioValue(report: Report, spec: RatioSpec): number | null {
   return denominator.rps === 0 ? null : numerator.rps / denominator.rps;
 }
 
-/** The throughput-equivalent ratio from workerd's CPU time per response: cpu(den) / cpu(num). */
-export function cpuRatio(report: Report, spec: RatioSpec): number | null {
-  const numerator = report.scenarios.find((s) => s.name === spec.numerator)?.cpuUs ?? null;
-  const denominator = report.scenarios.find((s) => s.name === spec.denominator)?.cpuUs ?? null;
-  if (numerator === null || denominator === null || numerator === 0) return null;
-  return denominator / numerator;
+/** "min–max" of a side-by-side ratio's rounds, or "-" when it was not measured that way. */
+function pairRange(report: Report, spec: RatioSpec): string {
+  const pair = report.pairs.find((p) => p.name === spec.name);
+  if (!pair || pair.rounds.length === 0) return "-";
+  return `${Math.min(...pair.rounds).toFixed(2)}-${Math.max(...pair.rounds).toFixed(2)}`;
 }
 
 export function toJson(report: Report): BenchJson {
@@ -206,7 +221,8 @@ export function formatReport(report: Report): string {
       "answers",
       "ratio",
       "value",
-      "cpu",
+      "range",
+      "sequential",
       "goal",
     ],
   ];
@@ -224,12 +240,13 @@ export function formatReport(report: Report): string {
   for (const name of order) {
     const spec = RATIOS.find((r) => r.numerator === name);
     const value = spec ? ratioValue(report, spec) : null;
-    const cpu = spec ? cpuRatio(report, spec) : null;
+    const sequential = spec ? sequentialRatio(report, spec) : null;
     const ratioCells = spec
       ? [
           spec.name,
           value === null ? "null" : value.toFixed(3),
-          cpu === null ? "-" : cpu.toFixed(3),
+          pairRange(report, spec),
+          sequential === null ? "-" : sequential.toFixed(3),
           spec.goal === undefined ? "" : `>= ${spec.goal.toFixed(2)}`,
         ]
       : ["", "", "", ""];
@@ -250,14 +267,17 @@ export function formatReport(report: Report): string {
       rows.push([name, "-", "", "-", "-", "-", placeholder, ...ratioCells]);
     }
   }
-  lines.push(...table(rows, [1, 2, 3, 4, 5, 8, 9]));
+  lines.push(...table(rows, [1, 2, 3, 4, 5, 8, 9, 10]));
   lines.push(
-    "rps, p50, p99: saturating runs, median over the rounds; spread: (max - min) / median of",
-    "the rounds' rps; answers: HTTP statuses under load; ratio: median over the rounds of the",
-    "ratio within each round (rps / rps), goals from the issue; cpu µs: workerd's CPU time per",
-    "response (all its threads, median over the rounds), which the load generator's share of",
-    "the cores does not move; cpu: the same ratio from it (cpu µs of the denominator / of the",
-    "numerator), steadier than rps on a shared machine.",
+    "rps, p50, p99: saturating runs, one scenario at a time, median over the rounds; spread:",
+    "(max - min) / median of the rounds' rps; cpu µs: workerd's CPU time per response (all its",
+    "threads, median over the rounds); answers: HTTP statuses under load.",
+    "value: the ratio measured side by side (both scenarios at once, in two workerd processes",
+    "sharing one core: throughput per CPU-second, cpu µs of the denominator / of the numerator),",
+    "median over its rounds; range: its rounds' min-max; sequential: the same ratio from the",
+    "saturating runs (rps / rps within each round, median), which the machine's wander moves by",
+    "far more. Goals are the issue's.",
+    `placement: ${report.pinning}.`,
     "",
   );
 

@@ -1,0 +1,117 @@
+import { execFileSync } from "node:child_process";
+import { availableParallelism } from "node:os";
+import { median, runLoad } from "./load.js";
+import { childWorkerdPids, cpuNs } from "./procfs.js";
+
+/**
+ * Ratios measured side by side: both scenarios of a ratio load two workerd processes at the
+ * same time, and the ratio is their CPU cost per response, cpu(denominator) / cpu(numerator),
+ * which is the throughput each reaches per CPU-second.
+ *
+ * Why. On this kind of machine (a shared VM) the CPU's speed wanders by ±20 % from one second
+ * to the next, so two saturating runs made one after the other differ by that much whatever
+ * they run: a ratio of sequential runs moved by 0.6–1.3 between rounds of the same build.
+ * Two processes running at the same instant see the same machine, and when both are pinned to
+ * one core (the load generator on another) the scheduler interleaves them every few
+ * milliseconds, so the wander cancels in their ratio. Dividing by each process's own CPU time
+ * (from /proc, nanoseconds) removes what is left of the scheduler's unfairness. A control,
+ * passthrough against passthrough on two identical instances, reads 1.00 ± 0.02 this way.
+ *
+ * Instances are swapped every other round where both sides have an identical twin, so a
+ * difference between the two processes themselves cancels too.
+ */
+
+/** One side of a pair: a scenario's request, and the workerd process that answers it. */
+export interface Side {
+  url: string;
+  headers: Record<string, string>;
+  pid: number;
+}
+
+const WARMUP_SECONDS = 1;
+
+export interface PairSpec {
+  name: string;
+  /** Arrangements used in turn, round by round (two when the instances can be swapped). */
+  arrangements: { numerator: Side; denominator: Side }[];
+}
+
+export interface PairResult {
+  name: string;
+  /** cpu(denominator) / cpu(numerator) of every round. */
+  rounds: number[];
+  /** rps(numerator) / rps(denominator) of every round (the scheduler's share, for reference). */
+  rpsRounds: number[];
+  value: number;
+}
+
+/** Starts an instance and returns it with the pid of the workerd process it added. */
+export async function startTracked<T>(start: () => Promise<T>): Promise<[T, number | null]> {
+  const before = new Set(childWorkerdPids());
+  const instance = await start();
+  const added = childWorkerdPids().filter((pid) => !before.has(pid));
+  return [instance, added.length === 1 ? added[0]! : null];
+}
+
+/**
+ * Pins every workerd process to the last core and this process (the load generator) to the
+ * first, with `taskset`; returns what was done, or why not.
+ */
+export function pinCores(pids: number[]): string {
+  const cores = availableParallelism();
+  if (cores < 2) return "not pinned (one core)";
+  const last = String(cores - 1);
+  try {
+    for (const pid of pids)
+      execFileSync("taskset", ["-a", "-p", "-c", last, String(pid)], { stdio: "ignore" });
+    execFileSync("taskset", ["-a", "-p", "-c", "0", String(process.pid)], { stdio: "ignore" });
+  } catch (error) {
+    return `not pinned (taskset: ${String(error instanceof Error ? error.message : error).split("\n")[0]})`;
+  }
+  return `workerd processes pinned to core ${last}, the load generator to core 0`;
+}
+
+/** Measures every pair for `rounds` rounds of `seconds`, both sides at once. */
+export async function measurePairs(
+  pairs: PairSpec[],
+  options: { rounds: number; seconds: number; connections: number },
+  progress: (message: string) => void,
+): Promise<PairResult[]> {
+  const results: PairResult[] = [];
+  for (const pair of pairs) {
+    const rounds: number[] = [];
+    const rpsRounds: number[] = [];
+    const both = (arrangement: PairSpec["arrangements"][number], seconds: number) =>
+      Promise.all(
+        [arrangement.numerator, arrangement.denominator].map((side) =>
+          runLoad({
+            url: side.url,
+            headers: side.headers,
+            connections: options.connections,
+            durationSeconds: seconds,
+          }),
+        ),
+      );
+    // unrecorded: each arrangement once, so that no round measures a JIT still warming up
+    for (const arrangement of pair.arrangements) await both(arrangement, WARMUP_SECONDS);
+    for (let round = 0; round < options.rounds; round++) {
+      const arrangement = pair.arrangements[round % pair.arrangements.length]!;
+      const { numerator, denominator } = arrangement;
+      const before = [cpuNs(numerator.pid), cpuNs(denominator.pid)];
+      const [num, den] = await both(arrangement, options.seconds);
+      const numCost = (cpuNs(numerator.pid) - before[0]!) / Math.max(1, num!.responses);
+      const denCost = (cpuNs(denominator.pid) - before[1]!) / Math.max(1, den!.responses);
+      if (numCost > 0 && den!.rps > 0) {
+        rounds.push(denCost / numCost);
+        rpsRounds.push(num!.rps / den!.rps);
+      }
+    }
+    const value = median(rounds);
+    results.push({ name: pair.name, rounds, rpsRounds, value });
+    progress(
+      `side by side ${pair.name}: ${value.toFixed(3)} ` +
+        `(rounds ${rounds.map((r) => r.toFixed(3)).join(" ")})`,
+    );
+  }
+  return results;
+}
