@@ -27,7 +27,7 @@ const INVALID: Verdict = { ok: false, code: "invalid_key" };
  * failure throws `unavailable`: never let a request through on a failed read.
  *
  * A secret this isolate holds (the hot path) is answered synchronously, with no promise;
- * anything that needs I/O returns one. Callers await only a promise (`settled`).
+ * anything that needs I/O returns one (the front door awaits only a promise).
  */
 export function verifySecret(
   env: Bindings,
