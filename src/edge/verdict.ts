@@ -11,17 +11,20 @@ export type Verdict =
     }
   | { ok: false; code: "invalid_key" | "key_expired" };
 
+/** The verdict for a credential that is not valid: one shared, frozen object (never changed). */
+export const INVALID_KEY: Verdict = Object.freeze({ ok: false, code: "invalid_key" });
+
 /** Judges a record read for `hash` at `now`: expiry and grace are checked by timestamp. */
 export function judge(record: SecretRecord | null, hash: string, now: number): Verdict {
   if (record === null || !constantTimeEqual(record.hash, hash)) {
-    return { ok: false, code: "invalid_key" };
+    return INVALID_KEY;
   }
   return judgeRecord(record, now);
 }
 
 /** Judges a record known to be the right one (looked up by version, not by hash). */
 export function judgeRecord(record: SecretRecord | null, now: number): Verdict {
-  if (record === null) return { ok: false, code: "invalid_key" };
+  if (record === null) return INVALID_KEY;
   if (record.status === "expired") return { ok: false, code: "key_expired" };
   if (record.expiresAt !== null && record.expiresAt <= now)
     return { ok: false, code: "key_expired" };

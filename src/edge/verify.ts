@@ -8,7 +8,7 @@ import { readSecretRecord, type SecretRecord } from "../store/kv-index";
 import { blockedUntil, recordFailure } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
-import { judge, judgeRecord, type Verdict } from "./verdict";
+import { INVALID_KEY, judge, judgeRecord, type Verdict } from "./verdict";
 import { looksLikeJwt, verifyAccessToken } from "../tokens/access-token";
 
 export interface VerifyOptions {
@@ -18,8 +18,6 @@ export interface VerifyOptions {
   /** the client's address (`CF-Connecting-IP`): invalid credentials from it are counted */
   clientIp?: string | null;
 }
-
-const INVALID: Verdict = { ok: false, code: "invalid_key" };
 
 /**
  * Verifies a presented secret: shape and checksum first (no I/O), then the isolate cache,
@@ -40,7 +38,7 @@ export function verifySecret(
   const parsed = parseSecret(presented);
   if (parsed === null) {
     if (ip) recordFailure(ip, now);
-    return INVALID;
+    return INVALID_KEY;
   }
   const hash = hashSecret(parsed.secret);
   const cached = cachedRecord(hash, now, config.cacheTtlMs);

@@ -3,7 +3,7 @@ import type { Config } from "../config";
 import type { RateLimit } from "../coordinator/key-state";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
-import type { Verdict } from "../edge/verdict";
+import { INVALID_KEY, type Verdict } from "../edge/verdict";
 import {
   CLOCK_TOLERANCE_SECONDS,
   MAX_JWT_LENGTH,
@@ -37,8 +37,6 @@ export function looksLikeJwt(credential: string): boolean {
   return credential.startsWith("eyJ") && JWS_SHAPE.test(credential);
 }
 
-const INVALID: Verdict = { ok: false, code: "invalid_key" };
-
 /**
  * Tokens this isolate has verified, by SHA-256 of the token (never the token itself): a
  * token seen again skips the signature check, which is most of a JWT's cost. An entry holds
@@ -69,7 +67,7 @@ export function verifyAccessToken(
   token: string,
 ): Verdict | Promise<Verdict> {
   // the shape was checked by looksLikeJwt, which is how a credential gets here
-  if (token.length > MAX_JWT_LENGTH) return INVALID;
+  if (token.length > MAX_JWT_LENGTH) return INVALID_KEY;
   const now = Date.now();
   const hash = hashSecret(token);
   const seen = verifiedTokens.get(hash);
@@ -92,13 +90,14 @@ async function verifySignature(
   try {
     header = decodeProtectedHeader(token);
   } catch {
-    return INVALID;
+    return INVALID_KEY;
   }
-  if (FORBIDDEN_HEADERS.some((name) => name in header)) return INVALID;
-  if (typeof header.alg !== "string" || !SIGNING_ALGORITHMS.includes(header.alg)) return INVALID;
-  if (typeof header.kid !== "string" || header.typ !== ACCESS_TOKEN_TYPE) return INVALID;
+  if (FORBIDDEN_HEADERS.some((name) => name in header)) return INVALID_KEY;
+  if (typeof header.alg !== "string" || !SIGNING_ALGORITHMS.includes(header.alg))
+    return INVALID_KEY;
+  if (typeof header.kid !== "string" || header.typ !== ACCESS_TOKEN_TYPE) return INVALID_KEY;
   const key = await verificationKey(env, header.kid, now);
-  if (!key || key.alg !== header.alg) return INVALID;
+  if (!key || key.alg !== header.alg) return INVALID_KEY;
   const generation = jwksGeneration(now);
   let payload: AccessTokenClaims;
   try {
@@ -113,14 +112,14 @@ async function verifySignature(
     payload = verified.payload;
   } catch (error) {
     const code = (error as { code?: string }).code;
-    return code === "ERR_JWT_EXPIRED" ? { ok: false, code: "key_expired" } : INVALID;
+    return code === "ERR_JWT_EXPIRED" ? { ok: false, code: "key_expired" } : INVALID_KEY;
   }
   if (
     typeof payload.cid !== "string" ||
     typeof payload.ver !== "number" ||
     typeof payload.scope !== "string"
   ) {
-    return INVALID;
+    return INVALID_KEY;
   }
   const expiresAt = (payload.exp ?? 0) * 1000;
   const record: SecretRecord = {
