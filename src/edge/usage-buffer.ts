@@ -32,44 +32,41 @@ export async function flushUsage(env: Bindings, consumerId: string): Promise<voi
     console.error(
       JSON.stringify({ event: "usage_report_failed", consumerId, error: String(error) }),
     );
-    for (const report of reports) add(consumerId, report);
+    for (const { keyId, version, requests, firstAt, lastAt } of reports) {
+      add(consumerId, keyId, version, requests, firstAt, lastAt);
+    }
   }
 }
 
-function add(consumerId: string, report: UsageReport): void {
+/**
+ * Adds `requests` made with one key version, between `firstAt` and `lastAt`, to the
+ * consumer's buffered report. The report is counted up in place: this runs on every request,
+ * and allocates only for a version's first count in a batch.
+ */
+function add(
+  consumerId: string,
+  keyId: string,
+  version: number,
+  requests: number,
+  firstAt: number,
+  lastAt: number,
+): void {
   let batch = pending.get(consumerId);
   if (!batch) pending.set(consumerId, (batch = new Map()));
-  const id = `${report.keyId}:${report.version}`;
+  const id = `${keyId}:${version}`;
   const current = batch.get(id);
-  batch.set(
-    id,
-    current
-      ? {
-          ...current,
-          requests: current.requests + report.requests,
-          firstAt: Math.min(current.firstAt, report.firstAt),
-          lastAt: Math.max(current.lastAt, report.lastAt),
-        }
-      : report,
-  );
+  if (current === undefined) {
+    batch.set(id, { keyId, version, requests, firstAt, lastAt });
+    return;
+  }
+  current.requests += requests;
+  if (firstAt < current.firstAt) current.firstAt = firstAt;
+  if (lastAt > current.lastAt) current.lastAt = lastAt;
 }
 
 /** Counts one request made with `record`'s version; schedules the report in `waitUntil`. */
 export function countUse(env: Bindings, ctx: WaitUntil, record: SecretRecord, now: number): void {
-  // on every request: the buffered report is counted up in place, nothing is allocated
-  const counted = pending.get(record.consumerId)?.get(`${record.keyId}:${record.version}`);
-  if (counted !== undefined) {
-    counted.requests++;
-    if (now > counted.lastAt) counted.lastAt = now;
-  } else {
-    add(record.consumerId, {
-      keyId: record.keyId,
-      version: record.version,
-      requests: 1,
-      firstAt: now,
-      lastAt: now,
-    });
-  }
+  add(record.consumerId, record.keyId, record.version, 1, now, now);
   if (record.awaitingFirstUse) {
     ctx.waitUntil(flushUsage(env, record.consumerId));
     return;
