@@ -117,16 +117,17 @@ export function verifyCredential(
   options: VerifyOptions = {},
 ): Verdict | Promise<Verdict> {
   if (!looksLikeJwt(presented)) return verifySecret(env, config, presented, options);
-  const verdict = verifyAccessToken(env, config, presented);
+  const now = options.now ?? Date.now();
+  const verdict = verifyAccessToken(env, config, presented, now);
   if (!options.strict) return verdict;
-  return checkTokenWithCoordinator(env, verdict, options.now);
+  return checkTokenWithCoordinator(env, verdict, now);
 }
 
 /** A strict route's check of a token: the key version behind it, asked of its coordinator. */
 async function checkTokenWithCoordinator(
   env: Bindings,
   pending: Verdict | Promise<Verdict>,
-  now: number | undefined,
+  now: number,
 ): Promise<Verdict> {
   const verdict = await pending;
   if (!verdict.ok) return verdict;
@@ -146,7 +147,7 @@ async function checkTokenWithCoordinator(
       detail: "The key coordinator is unavailable; try again.",
     });
   }
-  const fresh = judgeRecord(current, now ?? Date.now());
+  const fresh = judgeRecord(current, now);
   if (!fresh.ok) return fresh;
   // the token's own claims still bound it (scopes it was narrowed to, its expiry), but never
   // beyond what the key holds now: scopes narrowed since it was issued apply at once, and so

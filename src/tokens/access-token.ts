@@ -65,10 +65,10 @@ export function verifyAccessToken(
   env: Bindings,
   config: Config,
   token: string,
+  now: number,
 ): Verdict | Promise<Verdict> {
   // the shape was checked by looksLikeJwt, which is how a credential gets here
   if (token.length > MAX_JWT_LENGTH) return INVALID_KEY;
-  const now = Date.now();
   const hash = hashSecret(token);
   const seen = verifiedTokens.get(hash);
   if (seen !== undefined) {
