@@ -159,7 +159,7 @@ describe("deleting a consumer", () => {
 
   it("when KV fails for some keys only: 200, the others at once, the rest once the alarm's retry lands", async () => {
     const [first, second] = await twoKeysOfOneConsumer();
-    const stuck = secretKey(await hashSecret(second.key));
+    const stuck = secretKey(hashSecret(second.key));
     const fault = faultSwitch();
     await withCoordinatorBindings(
       first.consumerId,
@@ -204,7 +204,7 @@ describe("changing a consumer's limits", () => {
     for (const key of [first, second]) {
       await expectKvMatchesD1(key.id);
       const record = await env.KEYS.get<{ rateLimit: unknown }>(
-        secretKey(await hashSecret(key.key)),
+        secretKey(hashSecret(key.key)),
         "json",
       );
       expect(record?.rateLimit).toEqual({ limit: 1000, periodSeconds: 60 });

@@ -174,7 +174,7 @@ describe("issuing a secret while KV is down", () => {
 
   it("a rotation whose old-version update fails answers 201: the new secret verifies at once, the old one gets its grace record from the alarm", async () => {
     const issued = await newKey();
-    const oldRecord = secretKey(await hashSecret(issued.key));
+    const oldRecord = secretKey(hashSecret(issued.key));
     const fault = faultSwitch();
     const rotated = await withCoordinatorBindings(
       issued.consumerId,

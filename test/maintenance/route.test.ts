@@ -20,7 +20,7 @@ describe("POST /_keygate/v1/maintenance/run", () => {
     );
     await moveExpiry(expiring.id, 1, Date.now() - 1000);
     const missing = await newKey(["prices:read"], {}, consumer);
-    await env.KEYS.delete(`secret:v1:${await hashSecret(missing.key)}`);
+    await env.KEYS.delete(`secret:v1:${hashSecret(missing.key)}`);
     const orphanHash = randomHash();
     await putRecord(orphanHash, {
       hash: orphanHash,
@@ -146,7 +146,7 @@ describe("bounded work", () => {
     const keys = [];
     for (let i = 0; i < 4; i++) keys.push(await newKey(["prices:read"], {}, consumer));
     // drift placed on every key: each record missing from KV
-    for (const key of keys) await env.KEYS.delete(`secret:v1:${await hashSecret(key.key)}`);
+    for (const key of keys) await env.KEYS.delete(`secret:v1:${hashSecret(key.key)}`);
     const orphanHash = randomHash();
     await putRecord(orphanHash, { hash: orphanHash, consumerId: "csm_gone", keyId: "stray" });
 

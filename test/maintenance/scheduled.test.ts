@@ -154,9 +154,9 @@ describe("scheduled maintenance (cron)", () => {
     const missing = await newKey(["prices:read"], {}, consumer);
     const stale = await newKey(["prices:read"], {}, consumer);
     const revoked = await newKey(["prices:read"], {}, consumer);
-    const missingHash = await hashSecret(missing.key);
-    const staleHash = await hashSecret(stale.key);
-    const revokedHash = await hashSecret(revoked.key);
+    const missingHash = hashSecret(missing.key);
+    const staleHash = hashSecret(stale.key);
+    const revokedHash = hashSecret(revoked.key);
 
     // an active version missing from KV
     await env.KEYS.delete(`secret:v1:${missingHash}`);

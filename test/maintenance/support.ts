@@ -99,7 +99,7 @@ export async function moveCreation(keyId: string, version: number, at: number): 
 }
 
 export async function kvRecordOf(secret: string): Promise<SecretRecord | null> {
-  return env.KEYS.get<SecretRecord>(secretKey(await hashSecret(secret)), "json");
+  return env.KEYS.get<SecretRecord>(secretKey(hashSecret(secret)), "json");
 }
 
 export async function putRecord(hash: string, record: unknown): Promise<void> {
