@@ -15,9 +15,11 @@ import { childWorkerdPids, cpuNs } from "./procfs.js";
  * one core (the load generator on another) the scheduler interleaves them every few
  * milliseconds, so the wander cancels in their ratio. Dividing by each process's own CPU time
  * (from /proc, nanoseconds) removes what is left of the scheduler's unfairness. A control,
- * passthrough against passthrough on two identical instances, reads 1.00 ± 0.02 this way.
+ * passthrough against passthrough on two identical instances, read 1.02 this way (rounds
+ * 0.98–1.07) in a trial run.
  *
- * Instances are swapped every other round where both sides have an identical twin, so a
+ * A ratio's arrangements (which process serves which side) take turns round by round: where
+ * both sides have an identical twin, A against the twin and the twin against A, so a
  * difference between the two processes themselves cancels too.
  */
 
@@ -40,8 +42,6 @@ export interface PairResult {
   name: string;
   /** cpu(denominator) / cpu(numerator) of every round. */
   rounds: number[];
-  /** rps(numerator) / rps(denominator) of every round (the scheduler's share, for reference). */
-  rpsRounds: number[];
   value: number;
 }
 
@@ -80,7 +80,6 @@ export async function measurePairs(
   const results: PairResult[] = [];
   for (const pair of pairs) {
     const rounds: number[] = [];
-    const rpsRounds: number[] = [];
     const both = (arrangement: PairSpec["arrangements"][number], seconds: number) =>
       Promise.all(
         [arrangement.numerator, arrangement.denominator].map((side) =>
@@ -101,13 +100,10 @@ export async function measurePairs(
       const [num, den] = await both(arrangement, options.seconds);
       const numCost = (cpuNs(numerator.pid) - before[0]!) / Math.max(1, num!.responses);
       const denCost = (cpuNs(denominator.pid) - before[1]!) / Math.max(1, den!.responses);
-      if (numCost > 0 && den!.rps > 0) {
-        rounds.push(denCost / numCost);
-        rpsRounds.push(num!.rps / den!.rps);
-      }
+      if (numCost > 0 && den!.rps > 0) rounds.push(denCost / numCost);
     }
     const value = median(rounds);
-    results.push({ name: pair.name, rounds, rpsRounds, value });
+    results.push({ name: pair.name, rounds, value });
     progress(
       `side by side ${pair.name}: ${value.toFixed(3)} ` +
         `(rounds ${rounds.map((r) => r.toFixed(3)).join(" ")})`,
