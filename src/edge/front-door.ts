@@ -61,8 +61,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     if (credential.kind === "none") return refuse("missing_credentials");
     if (credential.kind === "refused") return refuse(credential.code);
     // a cached key and an unlimited key are answered synchronously; only a promise is
-    // awaited (an await of a plain value still costs a microtask turn, a few percent of a
-    // hot request's CPU: README, "Performance")
+    // awaited (an await of a plain value still costs a microtask turn)
     // one clock read serves verification, admission and usage
     const now = Date.now();
     const verifying = verifyCredential(c.env, config, credential.value, {

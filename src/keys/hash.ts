@@ -5,9 +5,8 @@ import { createHash } from "node:crypto";
  * tool (as for GitHub and Stripe keys): nothing to brute-force, and verification stays cheap.
  *
  * Synchronous (workerd's native `node:crypto`, under `nodejs_compat`) rather than
- * `crypto.subtle.digest`: a hot key is then verified with no promise at all, and the promise,
- * not the hashing, was most of the cost (README, "Performance"). test/keys/hash.test.ts
- * checks it against WebCrypto.
+ * `crypto.subtle.digest`, so that a hot key is verified with no promise at all.
+ * test/keys/hash.test.ts checks it against WebCrypto.
  */
 export function hashSecret(secret: string): string {
   return createHash("sha256").update(secret, "utf8").digest("hex");

@@ -11,12 +11,12 @@ import { childWorkerdPids, cpuNs } from "./procfs.js";
  * Why. On this kind of machine (a shared VM) the CPU's speed wanders by ±20 % from one second
  * to the next, so two saturating runs made one after the other differ by that much whatever
  * they run: a ratio of sequential runs moved by 0.6–1.3 between rounds of the same build.
- * Two processes running at the same instant see the same machine, and when both are pinned to
- * one core (the load generator on another) the scheduler interleaves them every few
- * milliseconds, so the wander cancels in their ratio. Dividing by each process's own CPU time
- * (from /proc, nanoseconds) removes what is left of the scheduler's unfairness. A control,
- * passthrough against passthrough on two identical instances, read 1.02 this way (rounds
- * 0.98–1.07) in a trial run.
+ * Two processes running at the same instant see the same machine: both are pinned to one
+ * core (the load generator to another) and the scheduler interleaves them every few
+ * milliseconds. Dividing by each process's own CPU time (from /proc, nanoseconds) removes
+ * the scheduler's share from the ratio. What is left is each process's own variation, about
+ * ±10 % per 2-second round (identical processes side by side: medians 0.99–1.02, rounds
+ * 0.79–1.19), hence the median over several rounds.
  *
  * A ratio's arrangements (which process serves which side) take turns round by round: where
  * both sides have an identical twin, A against the twin and the twin against A, so a
