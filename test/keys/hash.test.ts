@@ -2,6 +2,11 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { constantTimeEqual, hashSecret } from "../../src/keys/hash";
 
+async function webCryptoSha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 describe("hashSecret", () => {
   it("gives the known SHA-256 hex digest of 'abc'", () => {
     expect(hashSecret("abc")).toBe(
@@ -38,15 +43,33 @@ describe("hashSecret", () => {
   });
 
   it("matches WebCrypto's SHA-256 of the UTF-8 bytes for any string", async () => {
-    const encoder = new TextEncoder();
     await fc.assert(
-      fc.asyncProperty(fc.string({ unit: "grapheme", maxLength: 200 }), async (text) => {
-        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
-        const hex = [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-        expect(hashSecret(text)).toBe(hex);
-      }),
-      { numRuns: 200 },
+      fc.asyncProperty(
+        fc.oneof(
+          fc.string({ unit: "grapheme", maxLength: 200 }),
+          // any UTF-16 code units, lone surrogates included
+          fc.string({ unit: "binary", maxLength: 200 }),
+          // ASCII of any length up to several blocks (an access token is ~500 characters)
+          fc.string({ maxLength: 1200 }),
+        ),
+        async (text) => {
+          expect(hashSecret(text)).toBe(await webCryptoSha256(text));
+        },
+      ),
+      { numRuns: 300 },
     );
+  });
+
+  it("matches WebCrypto at every length around SHA-256's padding boundaries", async () => {
+    for (const length of [0, 1, 54, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129]) {
+      const text = "k".repeat(length);
+      expect(hashSecret(text), `length ${length}`).toBe(await webCryptoSha256(text));
+    }
+  });
+
+  it("hashes a lone surrogate as TextEncoder encodes it (U+FFFD)", async () => {
+    expect(hashSecret("a\uD800b")).toBe(hashSecret("a\uFFFDb"));
+    expect(hashSecret("\uDC00")).toBe(await webCryptoSha256("\uDC00"));
   });
 
   it("gives different digests for different strings", () => {
