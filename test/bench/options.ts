@@ -18,8 +18,8 @@ export interface BenchOptions {
 /**
  * Default duration of one run. A round is 9 saturating runs and 2 fixed-rate runs, so the
  * defaults (3 rounds of 3 s: a true median of three, robust to one disturbed round) plus
- * warm-up and set-up take about 1 min 45 s; the side-by-side ratios (3 rounds of 2 s per
- * round, per ratio) take about 3 min more.
+ * warm-up and set-up take about 1 min 45 s; the side-by-side ratios (per round, 5 rounds of
+ * 3 s for a ratio with a goal and 3 of 2 s for the others) take about 5 min more.
  */
 export const DEFAULT_DURATION_SECONDS = 3;
 export const DEFAULT_CONNECTIONS = 10;
@@ -36,7 +36,8 @@ Options:
   --connections <n>   concurrent connections of the saturating runs (default ${DEFAULT_CONNECTIONS})
   --rounds <n>        rounds over all scenarios, order reversed every other round; each
                       scenario reports its median (default ${DEFAULT_ROUNDS}); the ratios are
-                      measured side by side in 3 rounds of 2 s per round
+                      measured side by side, per round 5 rounds of 3 s for a ratio
+                      with a goal and 3 of 2 s for the others
   --profile <name>    instead of the benchmark, a CPU profile of the Worker (through workerd's
                       inspector) under one scenario: ${PROFILE_SCENARIOS.join(", ")};
                       writes a .cpuprofile and prints the busiest functions

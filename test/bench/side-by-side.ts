@@ -34,6 +34,9 @@ const WARMUP_SECONDS = 1;
 
 export interface PairSpec {
   name: string;
+  /** Measured rounds, and seconds per round. */
+  rounds: number;
+  seconds: number;
   /** Arrangements used in turn, round by round (two when the instances can be swapped). */
   arrangements: { numerator: Side; denominator: Side }[];
 }
@@ -71,10 +74,10 @@ export function pinCores(pids: number[]): string {
   return `workerd processes pinned to core ${last}, the load generator to core 0`;
 }
 
-/** Measures every pair for `rounds` rounds of `seconds`, both sides at once. */
+/** Measures every pair for its rounds, both sides at once. */
 export async function measurePairs(
   pairs: PairSpec[],
-  options: { rounds: number; seconds: number; connections: number },
+  options: { connections: number },
   progress: (message: string) => void,
 ): Promise<PairResult[]> {
   const results: PairResult[] = [];
@@ -93,11 +96,11 @@ export async function measurePairs(
       );
     // unrecorded: each arrangement once, so that no round measures a JIT still warming up
     for (const arrangement of pair.arrangements) await both(arrangement, WARMUP_SECONDS);
-    for (let round = 0; round < options.rounds; round++) {
+    for (let round = 0; round < pair.rounds; round++) {
       const arrangement = pair.arrangements[round % pair.arrangements.length]!;
       const { numerator, denominator } = arrangement;
       const before = [cpuNs(numerator.pid), cpuNs(denominator.pid)];
-      const [num, den] = await both(arrangement, options.seconds);
+      const [num, den] = await both(arrangement, pair.seconds);
       const numCost = (cpuNs(numerator.pid) - before[0]!) / Math.max(1, num!.responses);
       const denCost = (cpuNs(denominator.pid) - before[1]!) / Math.max(1, den!.responses);
       if (numCost > 0 && den!.rps > 0) rounds.push(denCost / numCost);
