@@ -4,7 +4,9 @@ import { HONO_PREFIX } from "./shared.js";
 
 /**
  * Benchmark peer: the no-storage floor. A tiny Hono Worker that checks one static bearer token
- * with `hono/bearer-auth` (a constant-time compare, nothing read from storage) and answers a
+ * with `hono/bearer-auth` (nothing read from storage; its timing-safe compare hashes the
+ * presented and the expected token with SHA-256 through `crypto.subtle`, two digests per
+ * request, and compares the digests and the tokens in constant time) and answers a
  * small JSON body shaped like Keygate's echo origin. It runs in workerd next to the OAuth peer;
  * every path it serves is under `/hono/` (its Miniflare route).
  */
