@@ -10,6 +10,7 @@ import { profileScenario } from "./profile.js";
 import { startPeers, type Peers } from "./peers.js";
 import {
   measurePairs,
+  PAIR_WARMUP_SECONDS,
   pinCores,
   startTracked,
   type PairResult,
@@ -567,7 +568,8 @@ export async function main(argv: string[]): Promise<number> {
     (9 + 2) * options.rounds * (options.durationSeconds + 1) +
     RATIOS.reduce((sum, ratio) => {
       const { roundsPerRound, seconds } = sideBySideOf(ratio);
-      return sum + 2 * (WARMUP_SECONDS + 1) + roundsPerRound * options.rounds * (seconds + 1);
+      const warmUp = 2 * (PAIR_WARMUP_SECONDS + 1);
+      return sum + warmUp + roundsPerRound * options.rounds * (seconds + 1);
     }, 0);
   const budgetMs = (loadSeconds * 1.5 + SETUP_BUDGET_SECONDS) * 1000;
   const watchdog = setTimeout(() => {

@@ -19,7 +19,8 @@ export interface BenchOptions {
  * Default duration of one run. A round is 9 saturating runs and 2 fixed-rate runs, so the
  * defaults (3 rounds of 3 s: a true median of three, robust to one disturbed round) plus
  * warm-up and set-up take about 1 min 45 s; the side-by-side ratios (per round, 5 rounds of
- * 3 s for a ratio with a goal and 3 of 2 s for the others) take about 5 min more.
+ * 3 s for a ratio with a goal and 3 of 2 s for the others, each pair after 4 s of warm-up per
+ * arrangement) take about 5 min 40 s more.
  */
 export const DEFAULT_DURATION_SECONDS = 3;
 export const DEFAULT_CONNECTIONS = 10;

@@ -30,7 +30,14 @@ export interface Side {
   pid: number;
 }
 
-const WARMUP_SECONDS = 1;
+/**
+ * Unrecorded load of each arrangement before a pair's rounds. Not only for a cold JIT: the
+ * scenarios measured before leave the Worker's code tuned for their paths, and a hot key
+ * measured right after a burst of malformed or rate-limited requests read 0.81–0.86 of
+ * passthrough where it read 0.89–0.92 after hot traffic; a few seconds of the pair's own
+ * traffic settle it. The ratios are each path's steady state.
+ */
+export const PAIR_WARMUP_SECONDS = 4;
 
 export interface PairSpec {
   name: string;
@@ -94,8 +101,8 @@ export async function measurePairs(
           }),
         ),
       );
-    // unrecorded: each arrangement once, so that no round measures a JIT still warming up
-    for (const arrangement of pair.arrangements) await both(arrangement, WARMUP_SECONDS);
+    // unrecorded: each arrangement once, so that no round measures a JIT still settling
+    for (const arrangement of pair.arrangements) await both(arrangement, PAIR_WARMUP_SECONDS);
     for (let round = 0; round < pair.rounds; round++) {
       const arrangement = pair.arrangements[round % pair.arrangements.length]!;
       const { numerator, denominator } = arrangement;
