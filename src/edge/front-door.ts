@@ -32,8 +32,6 @@ export function admitOrFailClosed(
   });
 }
 
-const ERROR_FOR_VERDICT = { invalid_key: "invalid_key", key_expired: "key_expired" } as const;
-
 /**
  * The front door: every path outside `/_keygate/` and `/.well-known/`. Refuses credentials in
  * the URL, applies `ROUTE_RULES`, verifies the key, checks scopes, and proxies to the origin
@@ -70,7 +68,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
       now,
     });
     const verdict = verifying instanceof Promise ? await verifying : verifying;
-    if (!verdict.ok) return refuse(ERROR_FOR_VERDICT[verdict.code]);
+    if (!verdict.ok) return refuse(verdict.code);
     const needed = missingScope(verdict.record.scopes, rule?.scopes ?? []);
     if (needed !== null) {
       return refuse("insufficient_scope", {

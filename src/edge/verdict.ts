@@ -11,8 +11,9 @@ export type Verdict =
     }
   | { ok: false; code: "invalid_key" | "key_expired" };
 
-/** The verdict for a credential that is not valid: one shared, frozen object (never changed). */
+/** The verdicts that refuse, each one shared, frozen object (never changed). */
 export const INVALID_KEY: Verdict = Object.freeze({ ok: false, code: "invalid_key" });
+export const KEY_EXPIRED: Verdict = Object.freeze({ ok: false, code: "key_expired" });
 
 /** Judges a record read for `hash` at `now`: expiry and grace are checked by timestamp. */
 export function judge(record: SecretRecord | null, hash: string, now: number): Verdict {
@@ -25,12 +26,10 @@ export function judge(record: SecretRecord | null, hash: string, now: number): V
 /** Judges a record known to be the right one (looked up by version, not by hash). */
 export function judgeRecord(record: SecretRecord | null, now: number): Verdict {
   if (record === null) return INVALID_KEY;
-  if (record.status === "expired") return { ok: false, code: "key_expired" };
-  if (record.expiresAt !== null && record.expiresAt <= now)
-    return { ok: false, code: "key_expired" };
+  if (record.status === "expired") return KEY_EXPIRED;
+  if (record.expiresAt !== null && record.expiresAt <= now) return KEY_EXPIRED;
   if (record.status === "grace") {
-    if (record.graceUntil !== null && record.graceUntil <= now)
-      return { ok: false, code: "key_expired" };
+    if (record.graceUntil !== null && record.graceUntil <= now) return KEY_EXPIRED;
     return {
       ok: true,
       record,

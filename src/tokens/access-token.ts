@@ -3,7 +3,7 @@ import type { Config } from "../config";
 import type { RateLimit } from "../coordinator/key-state";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
-import { INVALID_KEY, type Verdict } from "../edge/verdict";
+import { INVALID_KEY, KEY_EXPIRED, type Verdict } from "../edge/verdict";
 import {
   CLOCK_TOLERANCE_SECONDS,
   MAX_JWT_LENGTH,
@@ -112,7 +112,7 @@ async function verifySignature(
     payload = verified.payload;
   } catch (error) {
     const code = (error as { code?: string }).code;
-    return code === "ERR_JWT_EXPIRED" ? { ok: false, code: "key_expired" } : INVALID_KEY;
+    return code === "ERR_JWT_EXPIRED" ? KEY_EXPIRED : INVALID_KEY;
   }
   if (
     typeof payload.cid !== "string" ||
