@@ -15,7 +15,8 @@ import { sha256 } from "js-sha256";
  * the UTF-8 bytes for any string; test/keys/hash.test.ts checks it against WebCrypto.
  */
 export function hashSecret(secret: string): string {
-  return sha256(secret.isWellFormed() ? secret : secret.toWellFormed());
+  // toWellFormed returns a well-formed string (every key) as it is, with no copy
+  return sha256(secret.toWellFormed());
 }
 
 /**
