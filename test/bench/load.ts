@@ -16,6 +16,12 @@ export interface LoadOptions {
   durationSeconds: number;
   /** Requests per second over all connections; none: as fast as the server answers. */
   overallRate?: number;
+  /**
+   * Read the workerd processes' CPU time from /proc before and after (`cpuUsPerRequest`).
+   * Off unless asked for: the side-by-side runs read their own process's, and a scan of
+   * /proc between two loads that start together would delay the second.
+   */
+  measureCpu?: boolean;
 }
 
 export interface LoadResult {
@@ -33,8 +39,9 @@ export interface LoadResult {
   errors: number;
   timeouts: number;
   /**
-   * CPU time the workerd processes spent per response, in microseconds (Linux only, else
-   * null): the Worker's own cost, which the load generator's share of the cores does not move.
+   * CPU time the workerd processes spent per response, in microseconds (with `measureCpu`,
+   * on Linux; else null): the Worker's own cost, which the load generator's share of the
+   * cores does not move.
    */
   cpuUsPerRequest: number | null;
 }
@@ -88,7 +95,7 @@ class Samples {
 export function runLoad(options: LoadOptions): Promise<LoadResult> {
   const samples = new Samples();
   const statuses: Record<string, number> = {};
-  const cpuBefore = workerdCpuMs();
+  const cpuBefore = options.measureCpu ? workerdCpuMs() : null;
   return new Promise<LoadResult>((resolve, reject) => {
     const instance = autocannon(
       {
@@ -109,7 +116,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         const latencies = samples.values();
         const sorted = sortedCopy(latencies);
         const seconds = result.duration;
-        const cpuAfter = workerdCpuMs();
+        const cpuAfter = cpuBefore === null ? null : workerdCpuMs();
         const cpuUsPerRequest =
           cpuBefore === null || cpuAfter === null || samples.length === 0
             ? null

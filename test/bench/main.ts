@@ -394,7 +394,7 @@ async function measure(
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? scenarios : [...scenarios].reverse();
     for (const scenario of order) {
-      const result = await load(scenario, durationSeconds);
+      const result = await load(scenario, durationSeconds, { measureCpu: true });
       runs.get(scenario)!.push(result);
       progress(
         `round ${round + 1}/${rounds} ${scenario.name}: ${Math.round(result.rps)} rps, ` +

@@ -14,9 +14,9 @@ import { childWorkerdPids, cpuNs } from "./procfs.js";
  * Two processes running at the same instant see the same machine: both are pinned to one
  * core (the load generator to another) and the scheduler interleaves them every few
  * milliseconds. Dividing by each process's own CPU time (from /proc, nanoseconds) removes
- * the scheduler's share from the ratio. What is left is each process's own variation, about
- * ±10 % per 2-second round (identical processes side by side: medians 0.99–1.02, rounds
- * 0.79–1.19), hence the median over several rounds.
+ * the scheduler's share from the ratio. What is left is each process's own variation, ±10 %
+ * per round in quiet hours and up to ±20 % in busy ones (identical processes side by side:
+ * medians 0.99–1.02, rounds 0.79–1.19), hence the median over several rounds.
  *
  * A ratio's arrangements (which process serves which side) take turns round by round: where
  * both sides have an identical twin, A against the twin and the twin against A, so a
