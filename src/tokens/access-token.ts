@@ -40,9 +40,9 @@ export function looksLikeJwt(credential: string): boolean {
 /**
  * Tokens this isolate has verified, by SHA-256 of the token (never the token itself): a
  * token seen again skips the signature check, which is most of a JWT's cost. An entry holds
- * until the token's `exp` and only while the JWKS copy it was verified against is the one
- * in hand, so a reload (every minute, or at once after an emergency rotation made here)
- * makes every token prove itself again.
+ * as long as a check would accept the token (its `exp` plus the clock tolerance) and only
+ * while the JWKS copy it was verified against is the one in hand, so a reload (every minute,
+ * or at once after an emergency rotation made here) makes every token prove itself again.
  */
 export const MAX_VERIFIED_TOKENS = 10_000;
 const verifiedTokens = new Map<string, { verdict: Verdict; generation: number; until: number }>();
@@ -137,6 +137,9 @@ async function verifySignature(
     monthlyQuota: payload.mq ?? null,
   };
   const verdict: Verdict = { ok: true, record, deprecation: null };
-  if (generation !== null) remember(hash, verdict, generation, expiresAt);
+  // held as long as jwtVerify would accept it (exp plus the tolerance), so a token in its
+  // last tolerated seconds is not checked in full on every request
+  const acceptedUntil = expiresAt + CLOCK_TOLERANCE_SECONDS * 1000;
+  if (generation !== null) remember(hash, verdict, generation, acceptedUntil);
   return verdict;
 }

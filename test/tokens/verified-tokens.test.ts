@@ -45,6 +45,20 @@ describe("verified-token cache", () => {
     expect(((await res.json()) as { code: string }).code).toBe("key_expired");
   });
 
+  it("keeps a token cached through the clock tolerance after exp, then refuses it", async () => {
+    const issued = await newKey(["prices:read"]);
+    const token = await tokenFor(issued.key, { expiresIn: 10 });
+    const verify = vi.spyOn(crypto.subtle, "verify");
+    const start = Date.now();
+    vi.useFakeTimers({ toFake: ["Date"] });
+    // past exp, inside the 30 s tolerance: accepted, and checked in full only once
+    vi.setSystemTime(start + 10_000 + 5_000);
+    for (let i = 0; i < 3; i++) expect(await status(token)).toBe(200);
+    expect(verify).toHaveBeenCalledTimes(1);
+    vi.setSystemTime(start + 10_000 + 31_000);
+    expect(await status(token)).toBe(401);
+  });
+
   it("a token differing by one character is checked in full, not matched to a cached one", async () => {
     const issued = await newKey(["prices:read"]);
     const token = await tokenFor(issued.key);
