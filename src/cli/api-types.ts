@@ -169,6 +169,7 @@ export interface MaintenanceReport {
     keysWalk: "complete" | "continues";
     kvWalk: "complete" | "continues";
   };
+  pruned: { idempotencyRecords: number; webhookDeliveries: number };
   failures: { step: string; consumerId: string | null; keyId: string | null; error: string }[];
 }
 

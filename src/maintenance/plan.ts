@@ -296,6 +296,13 @@ export interface MaintenanceReport {
     keysWalk: "complete" | "continues";
     kvWalk: "complete" | "continues";
   };
+  /** rows deleted because their time is over */
+  pruned: {
+    /** idempotency records past their 24-hour replay window */
+    idempotencyRecords: number;
+    /** webhook deliveries settled more than `WEBHOOK_DELIVERY_RETENTION_MS` ago */
+    webhookDeliveries: number;
+  };
   failures: MaintenanceFailure[];
 }
 
@@ -305,6 +312,8 @@ export function changesIn(report: MaintenanceReport): number {
     report.rotationsCompleted.length +
     report.versionsExpired.length +
     report.reminders.length +
-    report.reconciliation.fixed.length
+    report.reconciliation.fixed.length +
+    report.pruned.idempotencyRecords +
+    report.pruned.webhookDeliveries
   );
 }

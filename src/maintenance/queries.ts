@@ -358,3 +358,36 @@ export async function saveCursor(
     .bind(name, value, now)
     .run();
 }
+
+// ---- pruning -------------------------------------------------------------------------------
+
+/**
+ * What maintenance prunes, and which rows of it are over: idempotency records whose replay
+ * window has passed (the middleware already treats them as absent), and webhook deliveries
+ * settled (delivered or given up) before the cut-off. Pending deliveries are never touched.
+ */
+const PRUNABLE = {
+  idempotency_records: { over: "created_at < ?", age: "created_at" },
+  webhook_deliveries: {
+    over: "status IN ('delivered', 'failed') AND updated_at < ?",
+    age: "updated_at",
+  },
+} as const;
+
+/** Deletes up to `limit` rows of `table` that are over at `before`, oldest first; answers how many. */
+export async function pruneRows(
+  db: D1Database,
+  table: keyof typeof PRUNABLE,
+  before: number,
+  limit: number,
+): Promise<number> {
+  const { over, age } = PRUNABLE[table];
+  const result = await db
+    .prepare(
+      `DELETE FROM ${table} WHERE rowid IN (
+         SELECT rowid FROM ${table} WHERE ${over} ORDER BY ${age} LIMIT ?)`,
+    )
+    .bind(before, limit)
+    .run();
+  return result.meta.changes;
+}

@@ -5,6 +5,8 @@ import type { Bindings } from "../env";
 import { forgetKey } from "../edge/record-cache";
 import { insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
 import { SECRET_KEY_PREFIX, readSecretRecord, secretKey } from "../store/kv-index";
+import { IDEMPOTENCY_TTL_MS } from "../routes/idempotency";
+import { WEBHOOK_DELIVERY_RETENTION_MS } from "../store/webhooks";
 import { recordDrift } from "./key-upkeep";
 import type { MaintenanceOutcome } from "./consumer-upkeep";
 import {
@@ -33,6 +35,7 @@ import {
   keyStatesAfter,
   keyStatesByHash,
   markEmitted,
+  pruneRows,
   readCursor,
   rotationsGraceEndingBetween,
   rotationsPastGrace,
@@ -61,6 +64,8 @@ export interface MaintenanceLimits {
   kvPagesPerRun: number;
   /** keys per KV list page (KV allows up to 1000) */
   kvPageSize: number;
+  /** rows of each kind deleted per run once their time is over */
+  pruneRows: number;
 }
 
 export const DEFAULT_LIMITS: MaintenanceLimits = {
@@ -68,6 +73,7 @@ export const DEFAULT_LIMITS: MaintenanceLimits = {
   keysPerRun: 200,
   kvPagesPerRun: 2,
   kvPageSize: 500,
+  pruneRows: 1000,
 };
 
 export interface MaintenanceOptions {
@@ -109,6 +115,7 @@ export async function runMaintenance(
       keysWalk: "continues",
       kvWalk: "continues",
     },
+    pruned: { idempotencyRecords: 0, webhookDeliveries: 0 },
     failures: [],
   };
   const step = async (name: string, work: () => Promise<void>) => {
@@ -149,6 +156,16 @@ export async function runMaintenance(
   });
   await dispatch(env, groupWork(keys, orphans), audit, report);
   await step("reminders", () => sendReminders(env, limits.dueRows, audit, report));
+  // what is kept only for a while: each table's rows past their time, a bounded batch per run
+  const prunes = [
+    ["idempotencyRecords", "idempotency_records", IDEMPOTENCY_TTL_MS],
+    ["webhookDeliveries", "webhook_deliveries", WEBHOOK_DELIVERY_RETENTION_MS],
+  ] as const;
+  for (const [field, table, keptFor] of prunes) {
+    await step(`prune_${table}`, async () => {
+      report.pruned[field] = await pruneRows(env.DB, table, startedAt - keptFor, limits.pruneRows);
+    });
+  }
 
   report.finishedAt = Date.now();
   return report;
@@ -464,6 +481,7 @@ export function logMaintenance(report: MaintenanceReport, context: Record<string
     recordsListed: report.reconciliation.recordsListed,
     keysWalk: report.reconciliation.keysWalk,
     kvWalk: report.reconciliation.kvWalk,
+    pruned: report.pruned,
     recordsFixed: report.reconciliation.fixed,
     failures: report.failures,
     durationMs: report.finishedAt - report.startedAt,

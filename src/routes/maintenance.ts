@@ -49,6 +49,15 @@ const ReportSchema = z
       keysWalk: z.enum(["complete", "continues"]),
       kvWalk: z.enum(["complete", "continues"]),
     }),
+    pruned: z
+      .object({
+        idempotencyRecords: z.number().int(),
+        webhookDeliveries: z.number().int(),
+      })
+      .openapi({
+        description:
+          "rows deleted because their time is over: idempotency records past their 24-hour replay window, webhook deliveries settled more than 30 days ago",
+      }),
     failures: z.array(
       z.object({
         step: z.string(),
@@ -75,7 +84,7 @@ const run = createRoute({
   path: "/maintenance/run",
   tags: ["maintenance"],
   summary:
-    "Run scheduled maintenance now: close ended rotations, expire keys, send due reminders, reconcile KV with D1; answers what it did",
+    "Run scheduled maintenance now: close ended rotations, expire keys, send due reminders, reconcile KV with D1, prune idempotency records and settled webhook deliveries past their time; answers what it did",
   request: { body: jsonBody(RunSchema, false) },
   responses: {
     200: jsonResponse(ReportSchema, "What the run did (failures listed, not thrown)"),

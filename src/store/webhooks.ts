@@ -8,6 +8,9 @@ import { numberOrNull, stringOrNull } from "./rows";
  * coordinator reads the due ones and records each attempt.
  */
 
+/** How long a settled delivery (delivered or given up) is kept; maintenance deletes it after. */
+export const WEBHOOK_DELIVERY_RETENTION_MS = 30 * 86_400_000;
+
 export interface WebhookDelivery {
   id: string;
   consumerId: string;

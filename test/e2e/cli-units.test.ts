@@ -94,6 +94,7 @@ describe("the maintenance report for people", () => {
       keysWalk: "complete",
       kvWalk: "continues",
     },
+    pruned: { idempotencyRecords: 0, webhookDeliveries: 0 },
     failures: [],
   };
 
@@ -102,6 +103,7 @@ describe("the maintenance report for people", () => {
     expect(text).toMatch(/^took\s+180 ms$/m);
     expect(text).toMatch(/^keys checked\s+42 \(walk complete\)$/m);
     expect(text).toMatch(/^KV records listed\s+57 \(walk continues next run\)$/m);
+    expect(text).toMatch(/^rows pruned\s+0 idempotency records, 0 webhook deliveries$/m);
     expect(text).not.toMatch(/CHANGE|FAILED STEP/);
   });
 

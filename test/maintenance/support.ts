@@ -32,6 +32,7 @@ export interface RunLine {
   recordsListed: number;
   keysWalk: string;
   kvWalk: string;
+  pruned: { idempotencyRecords: number; webhookDeliveries: number };
   recordsFixed: { consumerId: string | null; keyId: string | null; drift: string }[];
   failures: unknown[];
 }

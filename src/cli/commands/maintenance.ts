@@ -23,6 +23,10 @@ export function reportLines(report: MaintenanceReport): string[] {
     ["keys checked", `${rec.keysChecked} (${walk(rec.keysWalk)})`],
     ["KV records listed", `${rec.recordsListed} (${walk(rec.kvWalk)})`],
     ["KV records fixed", rec.fixed.length],
+    [
+      "rows pruned",
+      `${report.pruned.idempotencyRecords} idempotency records, ${report.pruned.webhookDeliveries} webhook deliveries`,
+    ],
     ["failures", report.failures.length],
   ]);
   const changes: unknown[][] = [
@@ -71,7 +75,7 @@ export function registerMaintenance(program: Command): void {
   maintenance
     .command("run")
     .description(
-      "close ended rotations, expire keys, send due reminders and reconcile KV with D1, now; exit 1 if a step failed",
+      "close ended rotations, expire keys, send due reminders, reconcile KV with D1 and prune expired rows, now; exit 1 if a step failed",
     )
     .action(async (_options: unknown, command: Command) => {
       const ctx = contextOf(command);
