@@ -362,16 +362,14 @@ export async function saveCursor(
 // ---- pruning -------------------------------------------------------------------------------
 
 /**
- * What maintenance prunes, and which rows of it are over: idempotency records whose replay
- * window has passed (the middleware already treats them as absent), and webhook deliveries
- * settled (delivered or given up) before the cut-off. Pending deliveries are never touched.
+ * What maintenance prunes: each table's age column, and which of its rows may go at all.
+ * Idempotency records whose replay window has passed (the middleware already treats them as
+ * absent), and webhook deliveries settled (delivered or given up) before the cut-off;
+ * pending deliveries are never touched.
  */
 const PRUNABLE = {
-  idempotency_records: { over: "created_at < ?", age: "created_at" },
-  webhook_deliveries: {
-    over: "status IN ('delivered', 'failed') AND updated_at < ?",
-    age: "updated_at",
-  },
+  idempotency_records: { age: "created_at", only: null },
+  webhook_deliveries: { age: "updated_at", only: "status IN ('delivered', 'failed')" },
 } as const;
 
 /** Deletes up to `limit` rows of `table` that are over at `before`, oldest first; answers how many. */
@@ -381,7 +379,8 @@ export async function pruneRows(
   before: number,
   limit: number,
 ): Promise<number> {
-  const { over, age } = PRUNABLE[table];
+  const { age, only } = PRUNABLE[table];
+  const over = only === null ? `${age} < ?` : `${only} AND ${age} < ?`;
   const result = await db
     .prepare(
       `DELETE FROM ${table} WHERE rowid IN (
