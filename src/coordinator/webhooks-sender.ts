@@ -1,9 +1,7 @@
 import { Webhook } from "standardwebhooks";
 import { VERSION } from "../version";
+import { webhookUrlProblem } from "../webhooks/webhook-url";
 import { WEBHOOK_TIMEOUT_MS, type AttemptOutcome } from "./webhooks";
-
-/** The longest excerpt of a failed answer's body kept as the delivery's `lastError`. */
-const BODY_EXCERPT = 200;
 
 export interface WebhookMessage {
   /** the `webhook-id`: the same on every attempt and redelivery of an event */
@@ -37,6 +35,11 @@ export function signedHeaders(
  * One attempt: a POST to `url`, never following a redirect (a 3xx is a failed attempt, so a
  * receiver cannot send the signed request on to another host), given up after
  * `WEBHOOK_TIMEOUT_MS`. A 2xx answer is a delivery; anything else, or no answer, is not.
+ *
+ * The URL is checked again first (webhook-url.ts): one stored before the rule, or refused by
+ * it since, is not fetched. A failure is described in fixed words with the status code; the
+ * receiver's body is cancelled unread, so nothing it says reaches `lastError`, which any
+ * `keygate:read` key can see.
  */
 export async function sendWebhook(
   url: string,
@@ -45,6 +48,10 @@ export async function sendWebhook(
   at: number,
   timeoutMs = WEBHOOK_TIMEOUT_MS,
 ): Promise<AttemptOutcome> {
+  const refused = webhookUrlProblem(url, null);
+  if (refused !== null) {
+    return { ok: false, statusCode: null, error: `not sent: webhookUrl ${refused}`, url };
+  }
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     const response = await fetch(url, {
@@ -55,32 +62,15 @@ export async function sendWebhook(
       signal,
     });
     const status = response.status;
-    if (status >= 200 && status < 300) {
-      await response.body?.cancel();
-      return { ok: true, statusCode: status, error: null, url };
-    }
-    if (status >= 300 && status < 400) {
-      await response.body?.cancel();
-      const location = response.headers.get("Location");
-      let target = "elsewhere";
-      try {
-        if (location) target = new URL(location, url).host;
-      } catch {
-        // an unparsable Location: still not followed
-      }
-      return {
-        ok: false,
-        statusCode: status,
-        error: `redirect to ${target} not followed: webhooks are sent to webhookUrl only`,
-        url,
-      };
-    }
-    const text = await response.text().catch(() => "");
-    const excerpt = text.slice(0, BODY_EXCERPT).trim();
+    await response.body?.cancel().catch(() => undefined);
+    if (status >= 200 && status < 300) return { ok: true, statusCode: status, error: null, url };
     return {
       ok: false,
       statusCode: status,
-      error: excerpt ? `HTTP ${status}: ${excerpt}` : `HTTP ${status}`,
+      error:
+        status >= 300 && status < 400
+          ? `HTTP ${status}: a redirect, not followed (webhooks go to webhookUrl only)`
+          : `HTTP ${status}: not a 2xx answer`,
       url,
     };
   } catch (error) {

@@ -1,4 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { AppEnv } from "../env";
+import { KeygateError } from "../errors";
 import { managementRouter } from "./router";
 import { forgetConsumer, forgetKey } from "../edge/record-cache";
 import { newId } from "../keys/random";
@@ -16,6 +19,36 @@ import {
   RateLimitSchema,
 } from "./schemas";
 import { consumerView } from "./views";
+import { webhookUrlProblem } from "../webhooks/webhook-url";
+
+/**
+ * A consumer's webhook endpoint. The rule is webhook-url.ts's; Keygate's own host, which
+ * needs the request, is checked by the handlers (`refuseOwnHost`).
+ */
+const WebhookUrlSchema = z
+  .string()
+  .max(2048)
+  .superRefine((url, ctx) => {
+    const problem = webhookUrlProblem(url, null);
+    if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .openapi({
+    format: "uri",
+    example: "https://hooks.example.com/keygate",
+    description:
+      "Where Keygate POSTs this consumer's signed webhooks. An https:// URL, or http:// to localhost, 127.x.y.z or [::1] for local development (the only form in which a loopback host is accepted). Refused with 400 validation_failed: a user name or password; whitespace, control characters or a backslash; an IP literal in a loopback, private, link-local, carrier-grade NAT, unspecified, multicast, reserved, documentation, unique-local or cloud-metadata range, in any notation (decimal, hex, octal, short, IPv4-mapped or NAT64 IPv6); a name that resolves only inside a network (localhost, a single label such as metadata, or under .localhost, .local, .internal, .arpa; trailing dots ignored); and Keygate's own host. The same rule is checked again before every delivery.",
+  });
+
+/** Refuses a webhookUrl on the host this request came to: Keygate would call itself. */
+function refuseOwnHost(c: Context<AppEnv>, webhookUrl: string | null | undefined): void {
+  if (typeof webhookUrl !== "string") return;
+  const problem = webhookUrlProblem(webhookUrl, new URL(c.req.url).host);
+  if (problem === null) return;
+  throw new KeygateError("validation_failed", {
+    detail: `json webhookUrl: ${problem}`,
+    extensions: { errors: [{ path: "webhookUrl", message: problem }] },
+  });
+}
 
 const ConsumerInputSchema = z
   .strictObject({
@@ -23,10 +56,7 @@ const ConsumerInputSchema = z
     metadata: MetadataSchema.optional(),
     rateLimit: RateLimitSchema.optional(),
     monthlyQuota: z.number().int().min(1).max(1e12).optional(),
-    webhookUrl: z
-      .url({ protocol: /^https?$/ })
-      .max(2048)
-      .optional(),
+    webhookUrl: WebhookUrlSchema.optional(),
   })
   .openapi("ConsumerInput");
 
@@ -36,11 +66,7 @@ const ConsumerPatchSchema = z
     metadata: MetadataSchema.nullable().optional(),
     rateLimit: RateLimitSchema.nullable().optional(),
     monthlyQuota: z.number().int().min(1).max(1e12).nullable().optional(),
-    webhookUrl: z
-      .url({ protocol: /^https?$/ })
-      .max(2048)
-      .nullable()
-      .optional(),
+    webhookUrl: WebhookUrlSchema.nullable().optional(),
   })
   .openapi("ConsumerPatch");
 
@@ -121,6 +147,7 @@ const remove = createRoute({
 export const consumerRoutes = managementRouter()
   .openapi(create, async (c) => {
     const input = c.req.valid("json");
+    refuseOwnHost(c, input.webhookUrl);
     const id = newId("csm");
     const created = await change(async () => ({
       ok: true as const,
@@ -151,9 +178,9 @@ export const consumerRoutes = managementRouter()
   })
   .openapi(update, async (c) => {
     const { id } = c.req.valid("param");
-    const updated = await change(() =>
-      coordinator(c, id).updateConsumer(id, c.req.valid("json"), auditOf(c)),
-    );
+    const patch = c.req.valid("json");
+    refuseOwnHost(c, patch.webhookUrl);
+    const updated = await change(() => coordinator(c, id).updateConsumer(id, patch, auditOf(c)));
     return c.json(withSecret(updated), 200);
   })
   .openapi(remove, async (c) => {

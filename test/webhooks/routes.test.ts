@@ -32,7 +32,7 @@ describe("GET /consumers/:id/webhooks", () => {
       status: "pending",
       attempts: 1,
       lastStatusCode: 500,
-      lastError: "HTTP 500: receiver says 500",
+      lastError: "HTTP 500: not a 2xx answer",
       url: consumer.url,
       redeliveryOf: null,
       deliveredAt: null,

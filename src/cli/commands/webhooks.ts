@@ -8,8 +8,9 @@ import { consumerPath } from "../paths.js";
 const webhooksPath = (consumerId: string) => `${consumerPath(consumerId)}/webhooks`;
 
 /**
- * How the last attempt went: its error (which names the receiver's status, `HTTP 500: …`, or
- * why no answer came), else the status of a delivery; null before the first attempt.
+ * How the last attempt went: its error (the receiver's status in fixed words, `HTTP 500: not
+ * a 2xx answer`, never its body; or why no answer came, or why it was not sent), else the
+ * status of a delivery; null before the first attempt.
  */
 function lastResult(delivery: WebhookDelivery): string | null {
   if (delivery.lastError) return delivery.lastError;
