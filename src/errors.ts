@@ -114,6 +114,8 @@ export function problemResponse(
     "Content-Type": "application/problem+json",
     "Cache-Control": "no-store",
     "X-Request-Id": requestId,
+    // tells a client (and its library) that Keygate refused this: the origin never saw it
+    "Keygate-Error": code,
   };
   if (status === 401) {
     headers["WWW-Authenticate"] = 'Bearer realm="keygate", error="invalid_token"';

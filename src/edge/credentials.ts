@@ -1,6 +1,6 @@
 import type { ErrorCode } from "../errors";
 
-/** Query parameters that look like a credential: refused, never proxied (CONTRACT §3). */
+/** Query parameters that look like a credential by name: refused, never proxied. */
 export const CREDENTIAL_PARAMS = new Set(["api_key", "apikey", "key", "access_token", "token"]);
 /** The longest credential read at all; anything longer is refused before hashing. */
 export const MAX_CREDENTIAL_LENGTH = 4096;
@@ -13,12 +13,33 @@ export type Extraction =
       code: Extract<ErrorCode, "credential_in_url" | "ambiguous_credentials" | "invalid_key">;
     };
 
-/** Whether the URL carries a credential-looking query parameter (names compared case-blind). */
-export function hasCredentialInUrl(url: URL): boolean {
-  for (const name of url.searchParams.keys()) {
-    if (CREDENTIAL_PARAMS.has(name.toLowerCase())) return true;
+/**
+ * Anything in a query string shaped like a Keygate secret (any prefix) or a compact JWS,
+ * wherever it sits in a name or value (`?auth=Bearer%20kg_…`, `?x=eyJ….eyJ….sig`).
+ */
+const CREDENTIAL_SHAPE =
+  /[a-z0-9]_[0-9a-hjkmnp-tv-z]{16}_[0-9A-Za-z]{38}(?![A-Za-z0-9])|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\./;
+
+/**
+ * What is wrong with a query string, if anything: a credential in it by name (case-blind,
+ * `api_key[]` too) or by shape is `credential_in_url`; a `_method` parameter, which some
+ * frameworks let override the method a rule matched, is `invalid_path`.
+ */
+export function queryProblem(url: URL): "credential_in_url" | "invalid_path" | null {
+  if (url.search.length <= 1) return null;
+  let problem: "credential_in_url" | "invalid_path" | null = null;
+  for (const [name, value] of url.searchParams) {
+    const bare = name.toLowerCase().replace(/\[.*$/, "").trim();
+    if (
+      CREDENTIAL_PARAMS.has(bare) ||
+      CREDENTIAL_SHAPE.test(name) ||
+      CREDENTIAL_SHAPE.test(value)
+    ) {
+      return "credential_in_url";
+    }
+    if (bare === "_method") problem = "invalid_path";
   }
-  return false;
+  return problem;
 }
 
 function bearerToken(header: string): string | null {

@@ -2,7 +2,8 @@ import type { Context } from "hono";
 import type { AppEnv } from "../env";
 import { KeygateError, problemResponse, type ErrorCode, type ProblemOptions } from "../errors";
 import { missingScope } from "../keys/scopes";
-import { extractCredential, hasCredentialInUrl } from "./credentials";
+import { canonicalPath } from "./canonical-path";
+import { extractCredential, queryProblem } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "./route-rules";
 import { countUse, type WaitUntil } from "./usage-buffer";
@@ -34,8 +35,9 @@ export function admitOrFailClosed(
 
 /**
  * The front door: every path outside `/_keygate/` and `/.well-known/`. Refuses credentials in
- * the URL, applies `ROUTE_RULES`, verifies the key, checks scopes, and proxies to the origin
- * with the identity headers (or answers from the echo origin).
+ * the URL and path spellings it cannot decide on, applies `ROUTE_RULES` to the canonical path,
+ * verifies the key, checks scopes, and proxies that same path to the origin with the identity
+ * headers (or answers from the echo origin).
  */
 export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   const config = c.get("config");
@@ -45,13 +47,25 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     problemResponse(code, requestId, options);
   const request = c.req.raw;
   const url = new URL(request.url);
-  if (hasCredentialInUrl(url)) {
+  const inQuery = queryProblem(url);
+  if (inQuery === "credential_in_url") {
     return refuse("credential_in_url", {
       detail:
         "Credentials are never accepted in the query string; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.",
     });
   }
-  const rule = matchRule(config.routeRules, request.method, url.pathname);
+  const path = canonicalPath(url.pathname);
+  if (path === null || inQuery === "invalid_path") {
+    return refuse("invalid_path", {
+      detail:
+        path === null
+          ? "The path holds an encoded slash or backslash, a NUL, a ';' or a malformed escape."
+          : "A _method query parameter is not accepted: send the request with its own method.",
+    });
+  }
+  const method = request.method.toUpperCase();
+  const rule = matchRule(config.routes, method, path);
+  if (rule?.deny) return refuse("not_found", { detail: "No such resource." });
   let identity: Identity | null = null;
   let extraHeaders: Record<string, string> = {};
   if (!rule?.public) {
@@ -98,7 +112,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   }
   let response: Response;
   if (config.originUrl === null) {
-    response = echoOrigin(request, identity);
+    response = echoOrigin(path, method, identity);
   } else {
     let assertion: string | null = null;
     if (identity) {
@@ -119,7 +133,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
         });
       }
     }
-    const upstream = upstreamRequest(request, config.originUrl, identity, requestId);
+    const upstream = upstreamRequest(request, config.originUrl, path, method, identity, requestId);
     if (assertion) upstream.headers.set(ASSERTION_HEADER, assertion);
     try {
       response = await fetch(upstream);
@@ -130,6 +144,9 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   }
   // the echo origin's response is ours to change; an origin's arrives with immutable headers
   const out = config.originUrl === null ? response : new Response(response.body, response);
+  // only Keygate's own refusals say Keygate-Error: a client retries those with another secret
+  // because the origin never saw them, so an origin's answer must never claim to be one
+  if (config.originUrl !== null) out.headers.delete("Keygate-Error");
   for (const name in extraHeaders) out.headers.set(name, extraHeaders[name]!);
   out.headers.set("X-Request-Id", requestId);
   return out;

@@ -1,6 +1,11 @@
 import type { SecretRecord } from "../store/kv-index";
 
-/** Headers never forwarded to the origin: credentials and hop-by-hop headers. */
+/**
+ * Request headers never forwarded, compared lower-cased with `_` read as `-` (CGI and WSGI
+ * servers read `X_Keygate_Consumer` as `X-Keygate-Consumer`): credentials, hop-by-hop
+ * headers, forwarding headers Keygate sets itself, and headers with which some frameworks let
+ * a client replace the URL or the method that a rule was matched on.
+ */
 const STRIPPED = new Set([
   "authorization",
   "x-api-key",
@@ -13,33 +18,76 @@ const STRIPPED = new Set([
   "transfer-encoding",
   "upgrade",
   "host",
+  "forwarded",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-real-ip",
+  "x-original-url",
+  "x-rewrite-url",
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
 ]);
+
+/** Whether a client-sent header must not reach the origin; `named`: listed in `Connection`. */
+function isStripped(name: string, named: ReadonlySet<string> | null): boolean {
+  let lower = name.toLowerCase();
+  if (lower.includes("_")) lower = lower.replaceAll("_", "-");
+  return (
+    STRIPPED.has(lower) ||
+    lower.startsWith("x-keygate-") ||
+    lower.startsWith("keygate-") ||
+    (named !== null && named.has(lower))
+  );
+}
+
+/** The headers a client names in `Connection` (RFC 9110 §7.6.1), in `isStripped`'s spelling. */
+function connectionOptions(headers: Headers): Set<string> | null {
+  const connection = headers.get("connection");
+  if (connection === null) return null;
+  const named = new Set<string>();
+  for (const option of connection.split(",")) {
+    const name = option.trim().toLowerCase().replaceAll("_", "-");
+    if (name !== "") named.add(name);
+  }
+  return named;
+}
 
 export interface Identity {
   record: SecretRecord;
 }
 
 /**
- * The request the origin receives: same method, path, query and body; credential headers and
- * every client-sent `X-Keygate-*` header removed; the verified identity added.
+ * The request the origin receives: the canonical `path` the rules were matched on, the same
+ * query and body, the method as matched (upper case); credential, hop-by-hop and client-sent
+ * `X-Keygate-*` headers removed; the verified identity and Keygate's own `X-Forwarded-*`
+ * headers added.
  */
 export function upstreamRequest(
   request: Request,
   originUrl: string,
+  path: string,
+  method: string,
   identity: Identity | null,
   requestId: string,
 ): Request {
   const incoming = new URL(request.url);
   const target = new URL(originUrl);
   const base = target.pathname.endsWith("/") ? target.pathname.slice(0, -1) : target.pathname;
-  target.pathname = base + incoming.pathname;
+  target.pathname = base + path;
   target.search = incoming.search;
   const headers = new Headers();
+  const named = connectionOptions(request.headers);
   for (const [name, value] of request.headers) {
-    const lower = name.toLowerCase();
-    if (STRIPPED.has(lower) || lower.startsWith("x-keygate-")) continue;
-    headers.append(name, value);
+    if (!isStripped(name, named)) headers.append(name, value);
   }
+  const clientIp = request.headers.get("cf-connecting-ip");
+  if (clientIp !== null) headers.set("X-Forwarded-For", clientIp);
+  headers.set("X-Forwarded-Proto", incoming.protocol.slice(0, -1));
+  headers.set("X-Forwarded-Host", incoming.host);
   headers.set("X-Keygate-Request-Id", requestId);
   if (identity) {
     const { record } = identity;
@@ -48,9 +96,9 @@ export function upstreamRequest(
     headers.set("X-Keygate-Key-Version", String(record.version));
     headers.set("X-Keygate-Scopes", record.scopes.join(" "));
   }
-  const hasBody = request.method !== "GET" && request.method !== "HEAD";
+  const hasBody = method !== "GET" && method !== "HEAD";
   return new Request(target.toString(), {
-    method: request.method,
+    method,
     headers,
     body: hasBody ? request.body : null,
     redirect: "manual",
@@ -58,13 +106,12 @@ export function upstreamRequest(
 }
 
 /** The built-in origin used when `ORIGIN_URL` is empty: the verified identity as JSON. */
-export function echoOrigin(request: Request, identity: Identity | null): Response {
-  const url = new URL(request.url);
+export function echoOrigin(path: string, method: string, identity: Identity | null): Response {
   const record = identity?.record;
   return Response.json({
     origin: "keygate-echo",
-    method: request.method,
-    path: url.pathname,
+    method,
+    path,
     authenticated: record !== undefined,
     consumerId: record?.consumerId ?? null,
     keyId: record?.keyId ?? null,

@@ -1,31 +1,66 @@
 import type { RouteRule } from "../config";
+import { loosePath } from "./canonical-path";
 
 /**
- * `ROUTE_RULES` matching: the first rule whose method and path match wins. A path ending in
- * `*` matches any rest of the path (`/prices/*` matches `/prices/` and `/prices/eur/today`,
- * not `/prices`); other paths match exactly. A rule without `method` matches every method,
- * and a `GET` rule also matches `HEAD`.
+ * `ROUTE_RULES` matching on the canonical path: the first rule whose method and path match
+ * wins. A rule without `method` matches every method, and a `GET` rule also matches `HEAD`.
+ *
+ * When in doubt a rule demands more. A rule that demands something (scopes, `strict`, `deny`,
+ * or just a key) matches case-insensitively, ignoring a trailing slash and trailing dots, and
+ * its `/prefix/*` also matches `/prefix` itself: an origin that routes loosely (Express does by
+ * default) is never reached around it. A `public` rule matches only the exact spelling:
+ * `/public/*` matches `/public/` and `/public/x`, not `/PUBLIC/x` or `/public`.
  */
-export function pathMatches(pattern: string, path: string): boolean {
-  if (pattern.endsWith("*")) return path.startsWith(pattern.slice(0, -1));
-  return pattern === path;
+export interface CompiledRule {
+  rule: RouteRule;
+  /** the path (before a trailing `*`) as the rule compares it: exact or loose */
+  base: string;
+  /** the path ended in `*` */
+  prefix: boolean;
 }
 
+/** Compiles rules whose paths are already canonical (config parsing canonicalises them). */
+export function compileRules(rules: readonly RouteRule[]): CompiledRule[] {
+  return rules.map((rule) => {
+    const prefix = rule.path.endsWith("*");
+    const path = prefix ? rule.path.slice(0, -1) : rule.path;
+    if (rule.public) return { rule, base: path, prefix };
+    // `/prices/*` compares as the segment prefix `/prices`; `/*` as everything
+    const base =
+      prefix && path.endsWith("/") ? loosePath(path).replace(/\/$/, "") : loosePath(path);
+    return { rule, base, prefix };
+  });
+}
+
+function matchesExactly(compiled: CompiledRule, path: string): boolean {
+  return compiled.prefix ? path.startsWith(compiled.base) : path === compiled.base;
+}
+
+function matchesLoosely(compiled: CompiledRule, loose: string): boolean {
+  const { base } = compiled;
+  if (!compiled.prefix) return loose === base;
+  if (!compiled.rule.path.endsWith("/*")) return loose.startsWith(base);
+  return loose === base || loose.startsWith(base + "/");
+}
+
+/** The first rule that `method` and the canonical `path` meet, or null. */
 export function matchRule(
-  rules: readonly RouteRule[],
+  rules: readonly CompiledRule[],
   method: string,
   path: string,
 ): RouteRule | null {
-  const upper = method.toUpperCase();
-  for (const rule of rules) {
-    if (
-      rule.method !== undefined &&
-      rule.method !== upper &&
-      !(rule.method === "GET" && upper === "HEAD")
-    ) {
+  let loose: string | null = null;
+  for (const compiled of rules) {
+    const ruleMethod = compiled.rule.method;
+    if (ruleMethod !== undefined && ruleMethod !== method) {
+      if (!(ruleMethod === "GET" && method === "HEAD")) continue;
+    }
+    if (compiled.rule.public) {
+      if (matchesExactly(compiled, path)) return compiled.rule;
       continue;
     }
-    if (pathMatches(rule.path, path)) return rule;
+    loose ??= loosePath(path);
+    if (matchesLoosely(compiled, loose)) return compiled.rule;
   }
   return null;
 }

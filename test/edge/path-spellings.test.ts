@@ -1,0 +1,283 @@
+import { createExecutionContext, env, SELF } from "cloudflare:test";
+import fc from "fast-check";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import worker from "../../src/index";
+import { admin, newKey, type IssuedKey } from "../support/api";
+import { tokenFor } from "../tokens/fixtures";
+
+/**
+ * One path, one decision, at the front door: every spelling of a path meets the rule its
+ * canonical form meets, and the origin receives that canonical form. The variants are the
+ * ones an attack on a local `npm start` got through with a Flask and a Hono origin behind it.
+ */
+
+const BASE = "https://keygate.test";
+const ORIGIN = "https://origin.test";
+
+/** The rules of these tests: an admin area, a strict trade rule, deny rules. */
+const RULES = [
+  { path: "/public/*", public: true },
+  { method: "GET", path: "/prices/*", scopes: ["prices:read"] },
+  { method: "POST", path: "/trade/*", scopes: ["trade:write"], strict: true },
+  { path: "/admin", scopes: ["admin:all"] },
+  { path: "/admin/*", scopes: ["admin:all"] },
+  { path: "/internal/*", deny: true },
+];
+
+let upstream: Request[] = [];
+beforeEach(() => {
+  upstream = [];
+  vi.stubGlobal(
+    "fetch",
+    vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+      upstream.push(new Request(input, init));
+      return new Response("from the origin");
+    }),
+  );
+});
+afterEach(() => vi.unstubAllGlobals());
+
+/** A request through the Worker with these tests' rules and an origin behind it. */
+async function send(
+  path: string,
+  init: RequestInit = {},
+  vars: Record<string, unknown> = {},
+): Promise<Response> {
+  // the usage report's waitUntil is not waited for: it flushes a second later
+  return worker.fetch(
+    new Request(`${BASE}${path}`, init),
+    {
+      ...env,
+      ROUTE_RULES: JSON.stringify(RULES),
+      ORIGIN_URL: `${ORIGIN}/api`,
+      ...vars,
+    } as typeof env,
+    createExecutionContext(),
+  );
+}
+
+const bearer = (secret: string) => ({ Authorization: `Bearer ${secret}` });
+
+async function refusal(res: Response) {
+  const body = (await res.json()) as { code: string };
+  return { status: res.status, code: body.code, header: res.headers.get("Keygate-Error") };
+}
+
+describe("path spellings with a key holding no scopes", () => {
+  let noScopes: IssuedKey;
+  beforeEach(async () => {
+    noScopes = await newKey([]);
+  });
+
+  it.each([
+    "/prices/eur",
+    "//prices/eur",
+    "/%70rices/eur",
+    "/PRICES/eur",
+    "/Prices/EUR",
+    "/prices/./eur",
+    "/x/../prices/eur",
+    "/%2e%2e/prices/eur",
+    "/prices",
+    "/prices.",
+    "/admin",
+    "/admin/",
+    "/ADMIN",
+    "/admin.",
+    "/%61dmin",
+    "/admin/x",
+    "/Admin/X/",
+  ])("%s is refused for scope, the origin never reached", async (path) => {
+    const res = await send(path, { headers: bearer(noScopes.key) });
+    expect(await refusal(res)).toEqual({
+      status: 403,
+      code: "insufficient_scope",
+      header: "insufficient_scope",
+    });
+    expect(upstream).toHaveLength(0);
+  });
+
+  it.each([
+    "/prices%2feur",
+    "/prices%2Feur",
+    "/prices;x/eur",
+    "/admin%2f",
+    "/admin;x",
+    "/admin%5c",
+  ])("%s is 400 invalid_path, the origin never reached", async (path) => {
+    const res = await send(path, { headers: bearer(noScopes.key) });
+    expect(await refusal(res)).toEqual({
+      status: 400,
+      code: "invalid_path",
+      header: "invalid_path",
+    });
+    expect(upstream).toHaveLength(0);
+  });
+
+  it("POST /TRADE/x meets the strict trade:write rule", async () => {
+    const res = await send("/TRADE/x", { method: "POST", headers: bearer(noScopes.key) });
+    expect(res.status).toBe(403);
+    expect(upstream).toHaveLength(0);
+  });
+
+  it("an unlisted path reaches the origin as its canonical spelling", async () => {
+    const res = await send("//things/./%61%62c//x/..//?q=1", { headers: bearer(noScopes.key) });
+    expect(res.status).toBe(200);
+    expect(upstream).toHaveLength(1);
+    expect(upstream[0]!.url).toBe(`${ORIGIN}/api/things/abc/?q=1`);
+  });
+});
+
+describe("path spellings with a scoped key", () => {
+  it("the canonical spelling is what the origin receives, whatever was sent", async () => {
+    const issued = await newKey(["prices:read"]);
+    for (const path of ["/prices/eur", "//prices/eur", "/%70rices/eur", "/prices/x/../eur"]) {
+      upstream = [];
+      const res = await send(path, { headers: bearer(issued.key) });
+      expect(res.status, path).toBe(200);
+      expect(upstream[0]!.url, path).toBe(`${ORIGIN}/api/prices/eur`);
+    }
+    upstream = [];
+    expect((await send("/PRICES/eur", { headers: bearer(issued.key) })).status).toBe(200);
+    // case is the origin's business: it receives the spelling that met the rule
+    expect(upstream[0]!.url).toBe(`${ORIGIN}/api/PRICES/eur`);
+  });
+});
+
+describe("a revoked key's access token", () => {
+  it.each([
+    ["/trade/x", 401],
+    ["/%74rade/x", 401],
+    ["/TRADE/x", 401],
+    ["/trade%2fx", 400],
+  ])("POST %s is refused (%i)", async (path, status) => {
+    const issued = await newKey(["trade:write"]);
+    const token = await tokenFor(issued.key);
+    await admin.post(`/keys/${issued.id}/revoke`);
+    const res = await send(path, { method: "POST", headers: bearer(token), body: "{}" });
+    expect(res.status).toBe(status);
+    expect(upstream).toHaveLength(0);
+  });
+});
+
+describe("public rules match their exact spelling only", () => {
+  it("/public/x and /%70ublic/x need no key; /PUBLIC/x and /public do", async () => {
+    expect((await send("/public/x")).status).toBe(200);
+    expect((await send("/%70ublic/x")).status).toBe(200);
+    for (const path of ["/PUBLIC/x", "/Public/x", "/public"]) {
+      expect(await refusal(await send(path)), path).toMatchObject({
+        status: 401,
+        code: "missing_credentials",
+      });
+    }
+  });
+});
+
+describe("deny rules", () => {
+  it.each(["/internal/x", "/INTERNAL/x", "/internal", "/internal/", "//internal/./x"])(
+    "%s answers 404 not_found, with or without a key, the origin never reached",
+    async (path) => {
+      const { key } = await newKey(["*"]);
+      for (const headers of [{}, bearer(key)]) {
+        expect(await refusal(await send(path, { headers }))).toEqual({
+          status: 404,
+          code: "not_found",
+          header: "not_found",
+        });
+      }
+      expect(upstream).toHaveLength(0);
+    },
+  );
+
+  it("a catch-all deny refuses every unlisted path", async () => {
+    const { key } = await newKey(["prices:read"]);
+    const rules = JSON.stringify([
+      { method: "GET", path: "/prices/*", scopes: ["prices:read"] },
+      { path: "/*", deny: true },
+    ]);
+    expect(
+      (await send("/prices/eur", { headers: bearer(key) }, { ROUTE_RULES: rules })).status,
+    ).toBe(200);
+    for (const path of ["/", "/other", "/PRICES", "/prices/eur?x=1"]) {
+      const method = path === "/PRICES" ? "POST" : "DELETE";
+      const res = await send(path, { method, headers: bearer(key) }, { ROUTE_RULES: rules });
+      expect(res.status, path).toBe(404);
+    }
+    expect(upstream).toHaveLength(1);
+  });
+});
+
+describe("the method a rule matched is the method the origin acts on", () => {
+  it.each([
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    "x_http_method_override",
+    "X_HTTP_METHOD",
+  ])("%s is removed before the origin", async (header) => {
+    const { key } = await newKey(["prices:read"]);
+    const res = await send("/prices/eur", { headers: { ...bearer(key), [header]: "POST" } });
+    expect(res.status).toBe(200);
+    const seen = [...upstream[0]!.headers.keys()].map((name) => name.toLowerCase());
+    expect(seen.some((name) => name.replaceAll("_", "-").includes("method"))).toBe(false);
+    expect(upstream[0]!.method).toBe("GET");
+  });
+
+  it.each(["_method=POST", "_METHOD=DELETE", "%5Fmethod=PUT", "a=1&_method=PATCH", "_method[]=x"])(
+    "?%s is 400 invalid_path",
+    async (query) => {
+      const { key } = await newKey(["prices:read"]);
+      const res = await send(`/prices/eur?${query}`, { headers: bearer(key) });
+      expect(await refusal(res)).toEqual({
+        status: 400,
+        code: "invalid_path",
+        header: "invalid_path",
+      });
+      expect(upstream).toHaveLength(0);
+    },
+  );
+});
+
+describe("any spelling, the same decision and the same forwarded path (property)", () => {
+  it("holds for random paths and their respellings, through the Worker", async () => {
+    const issued = await newKey(["prices:read"]);
+    const segment = fc.stringMatching(/^[a-zA-Z0-9._~-]{1,5}$/).filter((s) => !/^\.+$/.test(s));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(segment, { minLength: 1, maxLength: 4 }),
+        fc.constantFrom("prices", "admin", "public", "internal", "trade", "x"),
+        fc.array(fc.nat(5), { minLength: 4, maxLength: 12 }),
+        async (rest, head, choices) => {
+          const path = `/${head}/${rest.join("/")}`;
+          let i = 0;
+          const respelt = path.replace(/[^/]|\//g, (char) => {
+            const choice = choices[i++ % choices.length]!;
+            if (char === "/") return choice === 1 ? "//" : choice === 2 ? "/./" : "/";
+            return choice === 0 ? `%${char.charCodeAt(0).toString(16)}` : char;
+          });
+          upstream = [];
+          const a = await send(path, { headers: bearer(issued.key) });
+          const forwardedA = upstream.map((r) => r.url);
+          upstream = [];
+          const b = await send(respelt, { headers: bearer(issued.key) });
+          const forwardedB = upstream.map((r) => r.url);
+          expect(b.status, `${path} vs ${respelt}`).toBe(a.status);
+          expect(b.headers.get("Keygate-Error")).toBe(a.headers.get("Keygate-Error"));
+          expect(forwardedB).toEqual(forwardedA);
+          await a.body?.cancel();
+          await b.body?.cancel();
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe("the echo origin shows the canonical path", () => {
+  it("answers with the path the rules were matched on", async () => {
+    const { key } = await newKey(["prices:read"]);
+    const res = await SELF.fetch(`${BASE}//%70rices/./eur`, { headers: bearer(key) });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ path: "/prices/eur", method: "GET" });
+  });
+});
