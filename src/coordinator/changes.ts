@@ -82,7 +82,27 @@ export function touchedVersions(
   return [...touched];
 }
 
-/** Writes the KV projection of the given versions (all of them when `versions` is omitted). */
+/** KV refused the records of some versions; the others were written. */
+export class ProjectionError extends Error {
+  override name = "ProjectionError";
+
+  constructor(readonly failures: { version: number; error: unknown }[]) {
+    super(failures.map((f) => `version ${f.version}: ${String(f.error)}`).join("; "), {
+      cause: failures[0]?.error,
+    });
+  }
+
+  get versions(): number[] {
+    return this.failures.map((f) => f.version);
+  }
+}
+
+/**
+ * Writes the KV projection of the given versions (all of them when `versions` is omitted).
+ * Every write runs to its end, whatever the others do: a record KV refuses never keeps
+ * another from landing (a revocation's delete beside it, say). Throws `ProjectionError`
+ * naming the versions not written.
+ */
 export async function projectKey(
   kv: KVNamespace,
   state: KeyState,
@@ -91,17 +111,16 @@ export async function projectKey(
   versions?: number[],
 ): Promise<void> {
   const wanted = versions ? new Set(versions) : null;
-  await Promise.all(
-    state.versions
-      .filter((v) => wanted === null || wanted.has(v.version))
-      .map((v) =>
-        writeProjection(
-          kv,
-          v.secretHash,
-          projectVersion(state.key, v, state.rotation, now, limits),
-        ),
-      ),
+  const targets = state.versions.filter((v) => wanted === null || wanted.has(v.version));
+  const outcomes = await Promise.allSettled(
+    targets.map((v) =>
+      writeProjection(kv, v.secretHash, projectVersion(state.key, v, state.rotation, now, limits)),
+    ),
   );
+  const failures = outcomes.flatMap((outcome, i) =>
+    outcome.status === "rejected" ? [{ version: targets[i]!.version, error: outcome.reason }] : [],
+  );
+  if (failures.length > 0) throw new ProjectionError(failures);
 }
 
 /** The limits a key's requests are counted against: its own rate limit, else its consumer's. */

@@ -26,13 +26,20 @@ import {
   auditEventsFor,
   limitsOf,
   projectKey,
+  ProjectionError,
   statementsFor,
   touchedVersions,
   withdrawUnissued,
   withRetries,
 } from "./changes";
 import { grant, monthWindow, rateWindow, type Grant, type Limits } from "./limits";
-import type { KeyState, KeyVersion, RateLimit, Rotation } from "./key-state";
+import {
+  MAX_EXPIRES_AT,
+  type KeyState,
+  type KeyVersion,
+  type RateLimit,
+  type Rotation,
+} from "./key-state";
 import { ok, refuse, type Result } from "./result";
 import { SerialQueue } from "./serial-queue";
 import {
@@ -398,28 +405,36 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   /**
    * Projects to KV, trying a few times; a failure is queued for the alarm instead of failing
    * the change, which D1 already holds. A key already queued is projected whole, and leaves
-   * the queue only when that succeeds. Answers whether KV now matches.
+   * the queue only when that succeeds. A retry writes again only the records KV refused (each
+   * from the state at hand: a later write of a secret supersedes an earlier one). Answers
+   * null when KV now matches, else why it does not.
    */
   async #project(
     state: KeyState,
     now: number,
     versions?: number[],
     attempts = KV_ATTEMPTS,
-  ): Promise<boolean> {
+  ): Promise<string | null> {
     const sql = this.ctx.storage.sql;
     const queued = isQueued(sql, state.key.id);
+    let pending = queued ? undefined : versions;
     try {
       const consumer = await this.#loadConsumer(state.key.consumerId);
       const limits = limitsOf(state, consumer);
-      await withRetries(attempts, () =>
-        projectKey(this.env.KEYS, state, limits, now, queued ? undefined : versions),
-      );
+      await withRetries(attempts, async () => {
+        try {
+          await projectKey(this.env.KEYS, state, limits, now, pending);
+        } catch (error) {
+          if (error instanceof ProjectionError) pending = error.versions;
+          throw error;
+        }
+      });
       if (queued) dropProjection(sql, state.key.id);
-      return true;
+      return null;
     } catch (error) {
       log({ event: "projection_failed", keyId: state.key.id, error: String(error) });
       queueProjection(sql, state.key.id, now);
-      return false;
+      return String(error);
     }
   }
 
@@ -633,7 +648,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         if (state === undefined) queueProjection(this.ctx.storage.sql, keyId, now);
         else if (state?.key.status !== "active") continue;
         // once KV has failed, the other keys go straight to the queue
-        else if (!(await this.#project(state, now, undefined, attempts))) attempts = 1;
+        else if ((await this.#project(state, now, undefined, attempts)) !== null) attempts = 1;
       }
       await this.#scheduleAlarm();
       return ok({ consumer: next, webhookSecret });
@@ -706,7 +721,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         this.#states.set(c.after.key.id, c.after);
         const touched = touchedVersions(c.before, c.after, c.rotations);
         // once KV has failed, the other keys go straight to the queue
-        if (!(await this.#project(c.after, now, touched, attempts))) attempts = 1;
+        if ((await this.#project(c.after, now, touched, attempts)) !== null) attempts = 1;
       }
       await this.#scheduleAlarm();
       return ok({ revokedKeys: changed.map((c) => c.after.key.id) });
@@ -828,8 +843,13 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       const number = Math.max(...state.versions.map((v) => v.version)) + 1;
       secret = generateSecret(config.keyPrefix, keyId);
       const lifetime = current?.expiresAt != null ? current.expiresAt - current.createdAt : null;
+      // an inherited lifetime ends no later than the latest expiresAt the API accepts
       const expiresAt =
-        input.expiresAt !== undefined ? input.expiresAt : lifetime !== null ? now + lifetime : null;
+        input.expiresAt !== undefined
+          ? input.expiresAt
+          : lifetime !== null
+            ? Math.min(now + lifetime, MAX_EXPIRES_AT)
+            : null;
       return startRotation(state, {
         rotationId: newId("rot"),
         newVersion: {
@@ -1409,14 +1429,16 @@ export class KeyCoordinator extends DurableObject<Bindings> {
           const limits = limitsOf(state, await this.#loadConsumer(consumerId));
           const drifted = await driftedVersions(this.env.KEYS, state, limits, now);
           if (drifted.length === 0) return;
-          const projected = await this.#project(
+          const failure = await this.#project(
             state,
             now,
             drifted.map((d) => d.version),
           );
           for (const { version, drift } of drifted) {
-            outcome.recordsFixed.push({ keyId, version, drift, queued: !projected });
+            outcome.recordsFixed.push({ keyId, version, drift, queued: failure !== null });
           }
+          // queued for the alarm, but still failing after its retries: an operator must hear
+          if (failure !== null) outcome.failures.push({ keyId, error: failure });
         });
       } catch (error) {
         outcome.failures.push({ keyId, error: String(error) });

@@ -9,6 +9,13 @@ export type RotationState = "in_progress" | "completed" | "rolled_back";
 export type RotationEndReason =
   "completed" | "grace_ended" | "idle" | "emergency" | "rolled_back" | "revoked" | "superseded";
 
+/**
+ * The latest `expiresAt` a version may have: the last instant ISO-8601 writes with a
+ * four-digit year (JSON shows times as ISO-8601). D1 holds any such epoch millisecond; KV's
+ * expiration of the record is capped apart (`KV_MAX_EXPIRATION` in src/store/kv-index.ts).
+ */
+export const MAX_EXPIRES_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 export interface RateLimit {
   limit: number;
   periodSeconds: number;

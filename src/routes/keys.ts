@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
 import { settle } from "../coordinator/rotation-machine";
-import type { KeyState } from "../coordinator/key-state";
+import { MAX_EXPIRES_AT, type KeyState } from "../coordinator/key-state";
 import { KeygateError } from "../errors";
 import { flushUsage } from "../edge/usage-buffer";
 import { getConsumer } from "../store/consumers";
@@ -26,16 +26,23 @@ import {
 import { rotationReports } from "./rotations";
 import { keyView, rotationView } from "./views";
 
-const FutureTimestamp = TimestampSchema.refine(
+const LATEST_EXPIRY = new Date(MAX_EXPIRES_AT).toISOString();
+
+/** An expiry: in the future, and no later than `MAX_EXPIRES_AT` (year 9999). */
+const ExpiresAtSchema = TimestampSchema.refine(
   (value) => Date.parse(value) > Date.now(),
   "must be in the future",
-);
+)
+  .refine((value) => Date.parse(value) <= MAX_EXPIRES_AT, `must be at most ${LATEST_EXPIRY}`)
+  .openapi({
+    description: `When the version stops verifying; in the future and at most ${LATEST_EXPIRY}`,
+  });
 
 const KeyInputSchema = z
   .strictObject({
     name: z.string().trim().min(1).max(200).optional(),
     scopes: ScopesSchema,
-    expiresAt: FutureTimestamp.optional(),
+    expiresAt: ExpiresAtSchema.optional(),
     rateLimit: RateLimitSchema.optional(),
     metadata: MetadataSchema.optional(),
   })
@@ -45,7 +52,7 @@ const KeyPatchSchema = z
   .strictObject({
     name: z.string().trim().min(1).max(200).nullable().optional(),
     scopes: ScopesSchema.optional(),
-    expiresAt: FutureTimestamp.nullable().optional(),
+    expiresAt: ExpiresAtSchema.nullable().optional(),
     rateLimit: RateLimitSchema.nullable().optional(),
     metadata: MetadataSchema.nullable().optional(),
   })
@@ -67,7 +74,7 @@ const RotateSchema = z
       .max(365 * 86_400)
       .optional(),
     scopes: ScopesSchema.optional(),
-    expiresAt: FutureTimestamp.nullable().optional(),
+    expiresAt: ExpiresAtSchema.nullable().optional(),
   })
   .openapi("RotateInput");
 

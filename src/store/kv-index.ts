@@ -16,6 +16,11 @@ import {
 export const SECRET_KEY_PREFIX = "secret:v1:";
 /** How long an expired version keeps answering `key_expired` before it reads as unknown. */
 export const EXPIRED_RETENTION_MS = 30 * 86_400_000;
+/**
+ * The latest KV `expiration` there is: workerd's binding takes it as a signed 32-bit number
+ * of epoch seconds (2038-01-19T03:14:07Z) and throws on anything later, on every try.
+ */
+export const KV_MAX_EXPIRATION = 2 ** 31 - 1;
 
 export interface SecretRecord {
   /** SHA-256 of the secret, hex: compared again on read, in constant time */
@@ -43,7 +48,10 @@ export function secretKey(hash: string): string {
 
 export interface Projection {
   record: SecretRecord | null;
-  /** absolute expiry for KV, epoch seconds, or null to keep the record */
+  /**
+   * absolute expiry for KV, epoch seconds, at most `KV_MAX_EXPIRATION`; null to keep the
+   * record until a projection removes it
+   */
   expiration: number | null;
 }
 
@@ -70,7 +78,11 @@ export function projectVersion(
   if (endOfLife !== null) {
     const keepUntil = endOfLife + EXPIRED_RETENTION_MS;
     if (keepUntil <= now + 120_000) return { record: null, expiration: null };
-    expiration = Math.ceil(keepUntil / 1000);
+    // KV's expiration is only hygiene (the edge judges expiresAt and graceUntil by the clock),
+    // so a record kept past the latest one KV takes simply has none: maintenance removes it
+    // once its retention is over, as it removes any record whose projection is nothing
+    const seconds = Math.ceil(keepUntil / 1000);
+    expiration = seconds <= KV_MAX_EXPIRATION ? seconds : null;
   }
   const inRotation = rotation !== null && rotation.state === "in_progress";
   return {
