@@ -3,13 +3,14 @@
  * when the management API takes one and again before every delivery. Pure: no I/O, no DNS.
  *
  * A `webhookUrl` is `https:`, or `http:` to a loopback host written plainly (`localhost`,
- * `127.x.y.z` or `[::1]`, for local development; the only way a loopback host is accepted).
+ * `127.x.y.z` or `[::1]`) for local development, where receivers speak plain HTTP. That is
+ * the only form in which loopback is accepted: one narrow door rather than many spellings.
  * It has no user name or password, no whitespace, control or invisible character and no
- * backslash anywhere in the string as given. Its host is not an IP literal outside public
- * unicast space, in whatever notation (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`,
- * `[::ffff:7f00:1]`, `[64:ff9b::a00:1]` are all refused as what they denote); not a name
+ * backslash anywhere in the string as given. An `https:` host is not an IP literal outside
+ * public unicast space, in whatever notation (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`,
+ * `[::ffff:7f00:1]`, `[64:ff9b::a00:1]` are all refused as what they denote), and not a name
  * that only resolves inside a network (`localhost`, a single label such as `metadata`, or a
- * name under `.localhost`, `.local`, `.internal`, `.arpa`), trailing dots ignored; and not
+ * name under `.localhost`, `.local`, `.internal`, `.arpa`), trailing dots ignored. Neither is
  * Keygate's own host.
  *
  * The check reads what the WHATWG URL parser (the one `fetch` uses) makes of the string, so
