@@ -1,6 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { ConfigError, configFor } from "./config";
 import { frontDoor } from "./edge/front-door";
@@ -8,6 +7,7 @@ import type { AppEnv } from "./env";
 import { KeygateError, problem, problemResponse } from "./errors";
 import { newId } from "./keys/random";
 import { auditRoutes } from "./routes/audit";
+import { bodyLimit } from "./routes/body-limit";
 import { managementAuth } from "./routes/auth";
 import { consumerRoutes } from "./routes/consumers";
 import { idempotency } from "./routes/idempotency";
@@ -78,19 +78,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route("/_keygate/v1", tokenRoutes);
 
   const v1 = managementRouter();
-  v1.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new KeygateError("payload_too_large", {
-          detail: `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`,
-        });
-      },
-    }),
-    managementAuth(),
-    idempotency(),
-  );
+  v1.use("*", bodyLimit(MAX_BODY_BYTES), managementAuth(), idempotency());
   v1.route("/", consumerRoutes);
   v1.route("/", keyRoutes);
   v1.route("/", rotationRoutes);

@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { bodyLimit } from "hono/body-limit";
 import { extractCredential } from "../edge/credentials";
 import { admitOrFailClosed } from "../edge/front-door";
 import { countUse } from "../edge/usage-buffer";
@@ -9,6 +8,7 @@ import { newId } from "../keys/random";
 import { grantsScope, SCOPE_PATTERN } from "../keys/scopes";
 import { ACCESS_TOKEN_TYPE, looksLikeJwt } from "../tokens/access-token";
 import { signerOf, type SignedToken } from "../tokens/token-signer";
+import { bodyLimit } from "./body-limit";
 import { managementRouter } from "./router";
 import { jsonBody, jsonResponse, problemResponses } from "./schemas";
 
@@ -44,15 +44,7 @@ const token = createRoute({
  * Scopes can be narrowed, never widened; the token never outlives the key version.
  */
 export const tokenRoutes = managementRouter();
-tokenRoutes.use(
-  "/token",
-  bodyLimit({
-    maxSize: 8 * 1024,
-    onError: () => {
-      throw new KeygateError("payload_too_large");
-    },
-  }),
-);
+tokenRoutes.use("/token", bodyLimit(8 * 1024));
 tokenRoutes.openapi(token, async (c) => {
   const config = c.get("config");
   const credential = extractCredential(c.req.raw.headers);
