@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ConfigError, configFor } from "./config";
 import { frontDoor } from "./edge/front-door";
+import { requestFraming } from "./edge/request-framing";
 import type { AppEnv } from "./env";
 import { KeygateError, problem, problemResponse } from "./errors";
 import { newId } from "./keys/random";
@@ -61,6 +62,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
     await next();
     if (!c.res.headers.has("X-Request-Id")) c.res.headers.set("X-Request-Id", requestId);
   });
+  app.use("*", requestFraming());
 
   app.get("/_keygate/health", (c) => {
     try {
