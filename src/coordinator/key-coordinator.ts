@@ -21,7 +21,7 @@ import {
   getRotation,
   openRotationsOfConsumer,
 } from "../store/keys";
-import { projectVersion, writeProjection, type SecretRecord } from "../store/kv-index";
+import { liveRecord, projectVersion, writeProjection, type SecretRecord } from "../store/kv-index";
 import {
   auditEventsFor,
   limitsOf,
@@ -971,8 +971,9 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     const found = state.versions.find((v) => v.version === version);
     if (!found) return null;
     const consumer = await this.#loadConsumer(consumerId);
-    return projectVersion(state.key, found, state.rotation, Date.now(), limitsOf(state, consumer))
-      .record;
+    return liveRecord(
+      projectVersion(state.key, found, state.rotation, Date.now(), limitsOf(state, consumer)),
+    );
   }
 
   /** The authoritative record for a secret, for `strict` routes (null: not valid). */
@@ -983,8 +984,9 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     const version = state.versions.find((v) => v.secretHash === hash);
     if (!version) return null;
     const consumer = await this.#loadConsumer(consumerId);
-    return projectVersion(state.key, version, state.rotation, Date.now(), limitsOf(state, consumer))
-      .record;
+    return liveRecord(
+      projectVersion(state.key, version, state.rotation, Date.now(), limitsOf(state, consumer)),
+    );
   }
 
   /**

@@ -1,14 +1,22 @@
 /**
- * Cuts off a client that sprays keys: after `FAILURE_THRESHOLD` invalid credentials from one
- * address (`CF-Connecting-IP`) within `WINDOW_MS`, this isolate refuses that address's
- * uncached credentials for `BLOCK_MS` before any KV read (429 `rate_limited`). A credential
- * this isolate already holds as valid still works from that address, and other addresses are
- * never affected, so a key's owner is not locked out by someone guessing at it.
+ * Cuts off a client that sprays keys: after `FAILURE_THRESHOLD` unknown credentials from one
+ * address (`CF-Connecting-IP`; IPv6 counted per /64) within `WINDOW_MS`, this isolate refuses
+ * that address's uncached credentials for `BLOCK_MS` before any KV read (429 `rate_limited`).
+ *
+ * Only unknown credentials count: a secret Keygate knows as expired or revoked is stale use of
+ * a real key (a rotation's straggler), never spraying. And a blocked address is never refused
+ * for a key this isolate has seen: its secret is still read, so one customer's fleet behind a
+ * NAT, or a valid owner behind a CGNAT shared with a sprayer, keeps working. Reads for a seen
+ * key from a blocked address are capped as well, per address and key, so knowing one key id
+ * does not buy unlimited KV reads.
  */
 export const FAILURE_THRESHOLD = 20;
 export const WINDOW_MS = 60_000;
 export const BLOCK_MS = 60_000;
+/** How long a key stays "seen" after this isolate last found a record of it. */
+export const SEEN_KEY_MS = 3_600_000;
 const MAX_ADDRESSES = 10_000;
+const MAX_SEEN_KEYS = 10_000;
 
 interface Entry {
   failures: number;
@@ -17,26 +25,82 @@ interface Entry {
 }
 
 const entries = new Map<string, Entry>();
+const seenKeys = new Map<string, number>();
 
-/** Until when `ip` is cut off, or null. */
-export function blockedUntil(ip: string, now: number): number | null {
-  const entry = entries.get(ip);
+/**
+ * The unit an address is counted in: an IPv4 address as it is, an IPv6 address by its /64
+ * (one subscriber's prefix), an IPv4-mapped IPv6 address as its IPv4 address.
+ */
+export function addressKey(ip: string): string {
+  if (!ip.includes(":")) return ip;
+  const lower = ip.toLowerCase().replace(/%.*$/, "");
+  const mapped = /^(?:0{0,4}:){0,5}(?:::)?ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(lower);
+  if (mapped) return mapped[1]!;
+  const halves = lower.split("::");
+  if (halves.length > 2) return lower;
+  const head = halves[0] === "" ? [] : halves[0]!.split(":");
+  const tail = halves.length === 2 && halves[1] !== "" ? halves[1]!.split(":") : [];
+  const groups =
+    halves.length === 2
+      ? [...head, ...Array<string>(8 - head.length - tail.length).fill("0"), ...tail]
+      : head;
+  return (
+    groups
+      .slice(0, 4)
+      .map((group) => group.replace(/^0+(?=.)/, ""))
+      .join(":") + "::/64"
+  );
+}
+
+function blockedAt(key: string, now: number): number | null {
+  const entry = entries.get(key);
   return entry && entry.blockedUntil > now ? entry.blockedUntil : null;
 }
 
-/** Counts one invalid credential from `ip`. */
-export function recordFailure(ip: string, now: number): void {
-  let entry = entries.get(ip);
+function countFailure(key: string, now: number): void {
+  let entry = entries.get(key);
   if (!entry || now - entry.windowStart >= WINDOW_MS) {
     if (!entry && entries.size >= MAX_ADDRESSES) entries.delete(entries.keys().next().value!);
     entry = { failures: 0, windowStart: now, blockedUntil: entry?.blockedUntil ?? 0 };
-    entries.set(ip, entry);
+    entries.set(key, entry);
   }
   entry.failures++;
   if (entry.failures >= FAILURE_THRESHOLD) entry.blockedUntil = now + BLOCK_MS;
 }
 
-/** Forgets every address (tests). */
+/**
+ * Until when an uncached credential of `keyId` from `ip` is refused without a read, or null.
+ * A key this isolate has seen passes a blocked address, unless that address has itself
+ * presented too many unknown secrets of that very key.
+ */
+export function blockedUntil(ip: string, keyId: string, now: number): number | null {
+  const address = addressKey(ip);
+  const until = blockedAt(address, now);
+  if (until === null) return null;
+  return hasSeenKey(keyId, now) ? blockedAt(`${address} ${keyId}`, now) : until;
+}
+
+/** Counts one unknown credential (null `keyId`: not even well-formed) from `ip`. */
+export function recordFailure(ip: string, keyId: string | null, now: number): void {
+  const address = addressKey(ip);
+  countFailure(address, now);
+  if (keyId !== null && hasSeenKey(keyId, now)) countFailure(`${address} ${keyId}`, now);
+}
+
+/** Notes that storage holds a record of `keyId` (valid or not): the key exists. */
+export function rememberKey(keyId: string, now: number): void {
+  if (seenKeys.has(keyId)) seenKeys.delete(keyId);
+  else if (seenKeys.size >= MAX_SEEN_KEYS) seenKeys.delete(seenKeys.keys().next().value!);
+  seenKeys.set(keyId, now);
+}
+
+function hasSeenKey(keyId: string, now: number): boolean {
+  const at = seenKeys.get(keyId);
+  return at !== undefined && now - at < SEEN_KEY_MS;
+}
+
+/** Forgets every address and key (tests). */
 export function resetGuard(): void {
   entries.clear();
+  seenKeys.clear();
 }

@@ -15,9 +15,12 @@ export type Verdict =
 export const INVALID_KEY: Verdict = Object.freeze({ ok: false, code: "invalid_key" });
 export const KEY_EXPIRED: Verdict = Object.freeze({ ok: false, code: "key_expired" });
 
-/** Judges a record read for `hash` at `now`: expiry and grace are checked by timestamp. */
+/**
+ * Judges a record read for `hash` at `now`: expiry and grace are checked by timestamp. A
+ * revoked version's tombstone answers exactly as an unknown secret does.
+ */
 export function judge(record: SecretRecord | null, hash: string, now: number): Verdict {
-  if (record === null || !constantTimeEqual(record.hash, hash)) {
+  if (record === null || record.status === "revoked" || !constantTimeEqual(record.hash, hash)) {
     return INVALID_KEY;
   }
   return judgeRecord(record, now);
@@ -25,7 +28,7 @@ export function judge(record: SecretRecord | null, hash: string, now: number): V
 
 /** Judges a record known to be the right one (looked up by version, not by hash). */
 export function judgeRecord(record: SecretRecord | null, now: number): Verdict {
-  if (record === null) return INVALID_KEY;
+  if (record === null || record.status === "revoked") return INVALID_KEY;
   if (record.status === "expired") return KEY_EXPIRED;
   if (record.expiresAt !== null && record.expiresAt <= now) return KEY_EXPIRED;
   if (record.status === "grace") {

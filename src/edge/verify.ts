@@ -5,7 +5,7 @@ import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
 import { intersectScopes } from "../keys/scopes";
 import { readSecretRecord, type SecretRecord } from "../store/kv-index";
-import { blockedUntil, recordFailure } from "./ip-guard";
+import { blockedUntil, recordFailure, rememberKey } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
 import { INVALID_KEY, judge, judgeRecord, type Verdict } from "./verdict";
@@ -37,25 +37,14 @@ export function verifySecret(
   const ip = options.clientIp ?? null;
   const parsed = parseSecret(presented);
   if (parsed === null) {
-    if (ip) recordFailure(ip, now);
+    if (ip) recordFailure(ip, null, now);
     return INVALID_KEY;
   }
   const hash = hashSecret(parsed.secret);
   const cached = cachedRecord(hash, now, config.cacheTtlMs);
-  if (cached !== undefined && !options.strict) return judgeCounted(cached, hash, now, ip);
+  // a cached record is known to storage: never counted against the address, whatever it says
+  if (cached !== undefined && !options.strict) return judge(cached, hash, now);
   return verifyWithStorage(env, config, parsed.keyId, hash, cached, now, ip, options.strict);
-}
-
-/** The verdict for `record`; an invalid credential counts against the client's address. */
-function judgeCounted(
-  record: SecretRecord | null,
-  hash: string,
-  now: number,
-  ip: string | null,
-): Verdict {
-  const verdict = judge(record, hash, now);
-  if (!verdict.ok && verdict.code === "invalid_key" && ip) recordFailure(ip, now);
-  return verdict;
 }
 
 async function verifyWithStorage(
@@ -70,7 +59,7 @@ async function verifyWithStorage(
 ): Promise<Verdict> {
   let record = cached;
   if (record === undefined) {
-    const until = ip ? blockedUntil(ip, now) : null;
+    const until = ip ? blockedUntil(ip, keyId, now) : null;
     if (until !== null) {
       throw new KeygateError("rate_limited", {
         detail: "Too many invalid credentials from this address; try again later.",
@@ -85,8 +74,15 @@ async function verifyWithStorage(
     }
     if (record !== null && record.keyId !== keyId) record = null;
     // only hits are cached: a miss may be a secret whose projection has not landed yet, and
-    // caching it would hide a freshly issued secret once KV holds it
-    if (record !== null) cacheRecord(hash, keyId, record, now, config.cacheTtlMs);
+    // caching it would hide a freshly issued secret once KV holds it. A hit, a revoked
+    // version's tombstone included, is stale use at worst: refused from memory from now on
+    if (record !== null) {
+      cacheRecord(hash, keyId, record, now, config.cacheTtlMs);
+      rememberKey(keyId, now);
+    } else if (ip) {
+      // unknown to storage: what a client spraying made-up secrets presents
+      recordFailure(ip, keyId, now);
+    }
   }
   if (strict && record !== null) {
     try {
@@ -102,7 +98,7 @@ async function verifyWithStorage(
       });
     }
   }
-  return judgeCounted(record, hash, now, ip);
+  return judge(record, hash, now);
 }
 
 /**

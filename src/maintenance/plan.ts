@@ -174,14 +174,17 @@ export interface KeyToFix {
 
 /**
  * Sorts a page of listed KV records (by secret hash) against D1: records of versions that
- * must have none (`retired`: their key's coordinator removes them), and records D1 does not
- * know (`unknown`: orphans, or secrets being issued right now). Records of live versions are
- * checked by the D1 walk, which reads their content.
+ * must have none, or only a tombstone where the listing shows another record (`retired`:
+ * their key's coordinator writes what D1 projects), and records D1 does not know
+ * (`unknown`: orphans, or secrets being issued right now). Records of live versions are
+ * checked by the D1 walk, which reads their content. `tombstones`: the listed hashes whose
+ * metadata marks a tombstone.
  */
 export function classifyListed(
   hashes: string[],
   known: Map<string, KeyState>,
   now: number,
+  tombstones: ReadonlySet<string> = new Set(),
 ): { retired: KeyToFix[]; unknown: string[] } {
   const retired: KeyToFix[] = [];
   const unknown: string[] = [];
@@ -193,7 +196,9 @@ export function classifyListed(
       continue;
     }
     const { record } = projectVersion(state.key, version, state.rotation, now, NO_LIMITS);
-    if (record === null) retired.push({ consumerId: state.key.consumerId, keyId: state.key.id });
+    if (record === null || (record.status === "revoked" && !tombstones.has(hash))) {
+      retired.push({ consumerId: state.key.consumerId, keyId: state.key.id });
+    }
   }
   return { retired, unknown };
 }

@@ -4,7 +4,12 @@ import type { WebhookEventData } from "../coordinator/webhooks";
 import type { Bindings } from "../env";
 import { forgetKey } from "../edge/record-cache";
 import { insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
-import { SECRET_KEY_PREFIX, readSecretRecord, secretKey } from "../store/kv-index";
+import {
+  SECRET_KEY_PREFIX,
+  isTombstoneListing,
+  readSecretRecord,
+  secretKey,
+} from "../store/kv-index";
 import { IDEMPOTENCY_TTL_MS } from "../routes/idempotency";
 import { WEBHOOK_DELIVERY_RETENTION_MS } from "../store/webhooks";
 import { recordDrift } from "./key-upkeep";
@@ -255,8 +260,13 @@ async function walkKv(
     }
     const hashes = result.keys.map((k) => k.name.slice(SECRET_KEY_PREFIX.length));
     listed += hashes.length;
+    const tombstones = new Set(
+      result.keys
+        .filter((k) => isTombstoneListing(k.metadata))
+        .map((k) => k.name.slice(SECRET_KEY_PREFIX.length)),
+    );
     const known = await keyStatesByHash(env.DB, hashes);
-    const sorted = classifyListed(hashes, known, now);
+    const sorted = classifyListed(hashes, known, now, tombstones);
     retired.push(...sorted.retired);
     if (sorted.unknown.length > 0) {
       const records = await Promise.all(

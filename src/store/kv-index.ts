@@ -14,7 +14,10 @@ import {
  * of an older record (KV caches reads, negative ones too, for 60 s or more) can hide it.
  */
 export const SECRET_KEY_PREFIX = "secret:v1:";
-/** How long an expired version keeps answering `key_expired` before it reads as unknown. */
+/**
+ * How long a version that stopped verifying stays known to the edge: an expired one keeps
+ * answering `key_expired`, a revoked one stays a tombstone, before either reads as unknown.
+ */
 export const EXPIRED_RETENTION_MS = 30 * 86_400_000;
 /**
  * The latest KV `expiration` there is: workerd's binding takes it as a signed 32-bit number
@@ -23,12 +26,19 @@ export const EXPIRED_RETENTION_MS = 30 * 86_400_000;
 export const KV_MAX_EXPIRATION = 2 ** 31 - 1;
 
 export interface SecretRecord {
-  /** SHA-256 of the secret, hex: compared again on read, in constant time */
+  /**
+   * SHA-256 of the secret, hex: compared again on read, in constant time. Empty in a revoked
+   * version's tombstone, so that even code which knew no tombstones could never accept one.
+   */
   hash: string;
   keyId: string;
   consumerId: string;
   version: number;
-  status: "active" | "grace" | "expired";
+  /**
+   * `revoked`: a tombstone. The secret is refused as `invalid_key`, like one never issued,
+   * but the edge knows it as a real key's dead secret (stale use, not a client spraying).
+   */
+  status: "active" | "grace" | "expired" | "revoked";
   scopes: string[];
   expiresAt: number | null;
   graceUntil: number | null;
@@ -56,8 +66,9 @@ export interface Projection {
 }
 
 /**
- * What KV should hold for one version: a record, or nothing (revoked, or expired long ago).
- * Pure: the same D1 state always projects to the same KV state, so a retry is always safe.
+ * What KV should hold for one version: a record, a tombstone (revoked), or nothing (never
+ * verifying for longer than `EXPIRED_RETENTION_MS`). Pure: the same D1 state always projects
+ * to the same KV state, so a retry is always safe.
  */
 export function projectVersion(
   key: KeyRecord,
@@ -66,14 +77,15 @@ export function projectVersion(
   now: number,
   limits: Limits,
 ): Projection {
-  const status = versionStatus(version, now);
-  if (status === "revoked" || key.status === "revoked") return { record: null, expiration: null };
+  const status = key.status === "revoked" ? "revoked" : versionStatus(version, now);
   const endOfLife =
-    status === "expired"
-      ? (version.retiredAt ?? version.graceUntil ?? version.expiresAt ?? now)
-      : status === "grace"
-        ? (version.graceUntil ?? version.expiresAt)
-        : version.expiresAt;
+    status === "revoked"
+      ? (version.retiredAt ?? key.revokedAt ?? now)
+      : status === "expired"
+        ? (version.retiredAt ?? version.graceUntil ?? version.expiresAt ?? now)
+        : status === "grace"
+          ? (version.graceUntil ?? version.expiresAt)
+          : version.expiresAt;
   let expiration: number | null = null;
   if (endOfLife !== null) {
     const keepUntil = endOfLife + EXPIRED_RETENTION_MS;
@@ -83,6 +95,25 @@ export function projectVersion(
     // once its retention is over, as it removes any record whose projection is nothing
     const seconds = Math.ceil(keepUntil / 1000);
     expiration = seconds <= KV_MAX_EXPIRATION ? seconds : null;
+  }
+  if (status === "revoked") {
+    return {
+      record: {
+        hash: "",
+        keyId: key.id,
+        consumerId: key.consumerId,
+        version: version.version,
+        status,
+        scopes: [],
+        expiresAt: null,
+        graceUntil: null,
+        rotatedAt: null,
+        awaitingFirstUse: false,
+        rateLimit: null,
+        monthlyQuota: null,
+      },
+      expiration,
+    };
   }
   const inRotation = rotation !== null && rotation.state === "in_progress";
   return {
@@ -105,6 +136,23 @@ export function projectVersion(
   };
 }
 
+/**
+ * The KV metadata a tombstone is written with, so that maintenance's walk over KV's listing
+ * tells a tombstone from a record brought back to life without reading either.
+ */
+export const TOMBSTONE_METADATA = { tombstone: true } as const;
+
+/** Whether a listed KV key's metadata marks a tombstone. */
+export function isTombstoneListing(metadata: unknown): boolean {
+  return (metadata as { tombstone?: unknown } | null | undefined)?.tombstone === true;
+}
+
+/** A projection's record when it may verify (a tombstone is none), for callers judging it. */
+export function liveRecord(projection: Projection): SecretRecord | null {
+  const { record } = projection;
+  return record === null || record.status === "revoked" ? null : record;
+}
+
 /** Reads the record of a secret hash; null when KV holds none. Throws when KV fails. */
 export async function readSecretRecord(
   kv: KVNamespace,
@@ -125,5 +173,14 @@ export async function writeProjection(
   }
   const options: KVNamespacePutOptions = {};
   if (projection.expiration !== null) options.expiration = projection.expiration;
-  await kv.put(secretKey(hash), JSON.stringify(projection.record), options);
+  if (projection.record.status === "revoked") options.metadata = TOMBSTONE_METADATA;
+  try {
+    await kv.put(secretKey(hash), JSON.stringify(projection.record), options);
+  } catch (error) {
+    // a revocation must cut the secret even when KV refuses its tombstone. Without a record
+    // the secret reads as unknown, refused just the same: the tombstone only tells stale use
+    // from spraying, and maintenance reports it missing while KV keeps refusing it
+    if (projection.record.status !== "revoked") throw error;
+    await kv.delete(secretKey(hash));
+  }
 }

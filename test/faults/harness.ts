@@ -214,8 +214,9 @@ export async function expectKvMatchesD1(keyId: string): Promise<void> {
 }
 
 /**
- * The KV keys of every secret record of a consumer, to show a failed call left none behind.
- * (Other tests' coordinators run their alarms in real time, so KV as a whole may change.)
+ * The KV keys of every secret record of a consumer that could verify (a revoked version's
+ * tombstone never can), to show a failed call left none behind. (Other tests' coordinators
+ * run their alarms in real time, so KV as a whole may change.)
  */
 export async function kvRecordsOf(consumerId: string): Promise<string[]> {
   const names: string[] = [];
@@ -224,7 +225,7 @@ export async function kvRecordsOf(consumerId: string): Promise<string[]> {
     const page = await env.KEYS.list({ prefix: "secret:v1:", ...(cursor ? { cursor } : {}) });
     for (const key of page.keys) {
       const record = await env.KEYS.get<SecretRecord>(key.name, "json");
-      if (record?.consumerId === consumerId) names.push(key.name);
+      if (record?.consumerId === consumerId && record.status !== "revoked") names.push(key.name);
     }
     cursor = page.list_complete ? undefined : page.cursor;
   } while (cursor);

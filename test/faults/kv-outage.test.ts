@@ -94,7 +94,7 @@ describe("a revocation while KV is down", () => {
     const fault = faultSwitch();
     await withCoordinatorBindings(
       issued.consumerId,
-      { KEYS: (kv) => failingFor(kv, ["delete"], once(), fault) },
+      { KEYS: (kv) => failingFor(kv, ["put"], once(), fault) },
       async () => {
         expect((await admin.post(`/keys/${issued.id}/revoke`)).status).toBe(200);
       },

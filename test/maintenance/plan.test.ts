@@ -214,18 +214,31 @@ describe("reconciliation planning", () => {
 
   it("sorts listed records into retired (D1 says none) and unknown (D1 has no such secret)", () => {
     const live = keyState();
+    // revoked past retention: no record, not even a tombstone
     const revoked = keyState({
       key: { id: "key_revoked", status: "revoked" },
-      versions: [version(1, { secretHash: "hash-r", status: "revoked" })],
+      versions: [version(1, { secretHash: "hash-r", status: "revoked", retiredAt: T0 - 31 * DAY })],
+    });
+    // revoked lately: its record is a tombstone, neither retired nor unknown
+    const tombstoned = keyState({
+      key: { id: "key_tombstoned", status: "revoked" },
+      versions: [version(1, { secretHash: "hash-t", status: "revoked", retiredAt: T0 - DAY })],
     });
     const known = new Map([
       ["hash-1", live],
       ["hash-r", revoked],
+      ["hash-t", tombstoned],
     ]);
-    expect(classifyListed(["hash-1", "hash-r", "hash-x"], known, T0)).toEqual({
+    expect(
+      classifyListed(["hash-1", "hash-r", "hash-t", "hash-x"], known, T0, new Set(["hash-t"])),
+    ).toEqual({
       retired: [{ consumerId: CONSUMER_ID, keyId: "key_revoked" }],
       unknown: ["hash-x"],
     });
+    // a tombstone's version whose listed record is not one (brought back to life) is fixed
+    expect(classifyListed(["hash-t"], known, T0).retired).toEqual([
+      { consumerId: CONSUMER_ID, keyId: "key_tombstoned" },
+    ]);
   });
 
   it("leaves an orphan naming an active consumer to its coordinator, and removes the others", () => {

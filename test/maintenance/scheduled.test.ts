@@ -149,7 +149,7 @@ describe("scheduled maintenance (cron)", () => {
     expect(await auditActions(old.id, "key.rotation_due")).toEqual([]);
   });
 
-  it("reconciles KV with D1: missing written back, stale rewritten, revoked and orphan records removed", async () => {
+  it("reconciles KV with D1: missing written back, stale rewritten, revoked tombstoned, orphans removed", async () => {
     const consumer = await newConsumer("drift");
     const missing = await newKey(["prices:read"], {}, consumer);
     const stale = await newKey(["prices:read"], {}, consumer);
@@ -183,7 +183,8 @@ describe("scheduled maintenance (cron)", () => {
       expect.arrayContaining([
         [missing.id, "missing"],
         [stale.id, "stale"],
-        [revoked.id, "retired"],
+        // its record is rewritten as the revoked version's tombstone
+        [revoked.id, "stale"],
         ["ghostkey00000000", "orphan"],
         [staleRecord.keyId, "orphan"],
       ]),
@@ -195,7 +196,7 @@ describe("scheduled maintenance (cron)", () => {
     expect(await kvRecordOf(missing.key)).not.toBeNull();
     expect((await frontDoor(missing.key, "/prices/x")).status).toBe(200);
     expect((await kvRecordOf(stale.key))?.scopes).toEqual(["prices:read"]);
-    expect(await kvRecordOf(revoked.key)).toBeNull();
+    expect(await kvRecordOf(revoked.key)).toMatchObject({ status: "revoked", hash: "" });
     expect(await codeOf(await frontDoor(revoked.key))).toBe("invalid_key");
     expect(await env.KEYS.get(`secret:v1:${orphanHash}`)).toBeNull();
     expect(await env.KEYS.get(`secret:v1:${strayHash}`)).toBeNull();
