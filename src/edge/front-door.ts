@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import type { AppEnv } from "../env";
 import { KeygateError, problemResponse, type ErrorCode, type ProblemOptions } from "../errors";
 import { missingScope } from "../keys/scopes";
-import { canonicalPath } from "./canonical-path";
+import { canonicalPath, loosePath } from "./canonical-path";
 import { extractCredential, queryProblem } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "./route-rules";
@@ -34,6 +34,23 @@ export function admitOrFailClosed(
 }
 
 /**
+ * Whether a canonical path is another spelling of Keygate's own namespace (`/_KEYGATE/v1`,
+ * `/%5Fkeygate/…`, `/.Well-Known/…`) that the router, matching the raw path, did not send to
+ * Keygate: never proxied, so no origin ever sees Keygate's paths.
+ */
+function isReservedSpelling(path: string): boolean {
+  const second = path.charCodeAt(1);
+  if (second !== 0x5f && second !== 0x2e) return false;
+  const lower = loosePath(path);
+  return (
+    lower === "/_keygate" ||
+    lower.startsWith("/_keygate/") ||
+    lower === "/.well-known" ||
+    lower.startsWith("/.well-known/")
+  );
+}
+
+/**
  * The front door: every path outside `/_keygate/` and `/.well-known/`. Refuses credentials in
  * the URL and path spellings it cannot decide on, applies `ROUTE_RULES` to the canonical path,
  * verifies the key, checks scopes, and proxies that same path to the origin with the identity
@@ -62,6 +79,9 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
           ? "The path holds an encoded slash or backslash, a NUL, a ';' or a malformed escape."
           : "A _method query parameter is not accepted: send the request with its own method.",
     });
+  }
+  if (isReservedSpelling(path)) {
+    return refuse("not_found", { detail: "No such Keygate endpoint." });
   }
   const method = request.method.toUpperCase();
   const rule = matchRule(config.routes, method, path);

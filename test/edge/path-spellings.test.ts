@@ -281,3 +281,22 @@ describe("the echo origin shows the canonical path", () => {
     expect(await res.json()).toMatchObject({ path: "/prices/eur", method: "GET" });
   });
 });
+
+describe("Keygate's own namespace in another spelling", () => {
+  it.each(["/_KEYGATE/v1/consumers", "/_Keygate", "/.Well-Known/jwks.json", "/_keygate./x"])(
+    "%s is 404 not_found, never proxied",
+    async (path) => {
+      const { key } = await newKey(["*"]);
+      const res = await send(path, { headers: bearer(key) });
+      expect(await refusal(res)).toEqual({ status: 404, code: "not_found", header: "not_found" });
+      expect(upstream).toHaveLength(0);
+    },
+  );
+
+  it("an escaped spelling is routed to the management API itself, and refused there", async () => {
+    const { key } = await newKey(["*"]);
+    const res = await send("/%5Fkeygate/v1/consumers", { headers: bearer(key) });
+    expect(res.status).toBe(403);
+    expect(upstream).toHaveLength(0);
+  });
+});
