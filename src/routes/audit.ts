@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
 import { listAudit } from "../store/audit";
-import { read } from "./coordinator-call";
+import { listPage } from "./pages";
 import { jsonResponse, pageOf, PageQuery, problemResponses } from "./schemas";
 import { iso } from "./views";
 
@@ -39,7 +39,9 @@ const list = createRoute({
 
 export const auditRoutes = managementRouter().openapi(list, async (c) => {
   const { limit, cursor, ...filter } = c.req.valid("query");
-  const page = await read(() => listAudit(c.env.DB, filter, { limit, cursor }));
+  const page = await listPage(c, "audit", { limit, cursor }, (request) =>
+    listAudit(c.env.DB, filter, request),
+  );
   return c.json(
     {
       items: page.items.map((e) => ({ ...e, at: iso(e.at)! })),

@@ -7,6 +7,7 @@ import { forgetConsumer, forgetKey } from "../edge/record-cache";
 import { newId } from "../keys/random";
 import { getConsumer, listConsumers, type Consumer } from "../store/consumers";
 import { auditOf, change, coordinator, found, read } from "./coordinator-call";
+import { listPage } from "./pages";
 import {
   ConsumerSchema,
   IdParam,
@@ -166,7 +167,9 @@ export const consumerRoutes = managementRouter()
     return c.json(withSecret(created), 201);
   })
   .openapi(list, async (c) => {
-    const page = await read(() => listConsumers(c.env.DB, c.req.valid("query")));
+    const page = await listPage(c, "consumers", c.req.valid("query"), (request) =>
+      listConsumers(c.env.DB, request),
+    );
     return c.json({ items: page.items.map(consumerView), nextCursor: page.nextCursor }, 200);
   })
   .openapi(get, async (c) => {

@@ -7,6 +7,7 @@ import { flushUsage } from "../edge/usage-buffer";
 import { getConsumer } from "../store/consumers";
 import { getKeyState, listKeyStates, listRotationsOfKey } from "../store/keys";
 import { auditOf, change, coordinator, found, ms, read } from "./coordinator-call";
+import { listPage } from "./pages";
 import {
   IdParam,
   IssuedKeySchema,
@@ -188,7 +189,9 @@ export const keyRoutes = managementRouter()
     const { id } = c.req.valid("param");
     const consumer = await read(() => getConsumer(c.env.DB, id));
     found(consumer, "consumer");
-    const page = await read(() => listKeyStates(c.env.DB, id, c.req.valid("query")));
+    const page = await listPage(c, `consumers/${id}/keys`, c.req.valid("query"), (request) =>
+      listKeyStates(c.env.DB, id, request),
+    );
     const now = Date.now();
     return c.json(
       { items: page.items.map((s) => settledView(s, now)), nextCursor: page.nextCursor },
@@ -254,12 +257,12 @@ export const keyRoutes = managementRouter()
     const { id } = c.req.valid("param");
     const { key } = await loadKey(c.env.DB, id);
     await flushUsage(c.env, key.consumerId);
-    const [state, page] = await read(() =>
-      Promise.all([
-        getKeyState(c.env.DB, id),
-        listRotationsOfKey(c.env.DB, id, c.req.valid("query")),
-      ]),
-    );
+    const [state, page] = await Promise.all([
+      read(() => getKeyState(c.env.DB, id)),
+      listPage(c, `keys/${id}/rotations`, c.req.valid("query"), (request) =>
+        listRotationsOfKey(c.env.DB, id, request),
+      ),
+    ]);
     return c.json(
       {
         items: await rotationReports(c, found(state, "key"), page.items),

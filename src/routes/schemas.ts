@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { SCOPE_PATTERN } from "../keys/scopes";
-import { decodeCursor } from "../store/pagination";
+import { SIGNED_CURSOR } from "../store/cursors";
 
 /** Schemas shared by the management routes; they validate input and feed the OpenAPI document. */
 
@@ -45,9 +45,9 @@ export const PageQuery = z.strictObject({
   cursor: z
     .string()
     .max(256)
-    .refine((cursor) => decodeCursor(cursor) !== null, "not a cursor this API issued")
+    .regex(SIGNED_CURSOR, "not a cursor this API issued")
     .optional()
-    .openapi({ description: "nextCursor of the previous page" }),
+    .openapi({ description: "nextCursor of the previous page of the same list (signed)" }),
 });
 
 export const ProblemSchema = z

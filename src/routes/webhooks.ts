@@ -3,6 +3,7 @@ import { MAX_WEBHOOK_SECRET_OVERLAP_SECONDS } from "../coordinator/webhooks";
 import { getConsumer } from "../store/consumers";
 import { listDeliveries, type WebhookDelivery } from "../store/webhooks";
 import { auditOf, change, coordinator, found, read } from "./coordinator-call";
+import { listPage } from "./pages";
 import { managementRouter } from "./router";
 import { IdParam, jsonBody, jsonResponse, pageOf, PageQuery, problemResponses } from "./schemas";
 import { iso } from "./views";
@@ -147,7 +148,9 @@ export const webhookRoutes = managementRouter()
     const { id } = c.req.valid("param");
     const { status, ...page } = c.req.valid("query");
     found(await read(() => getConsumer(c.env.DB, id)), "consumer");
-    const deliveries = await read(() => listDeliveries(c.env.DB, id, { status }, page));
+    const deliveries = await listPage(c, `consumers/${id}/webhooks`, page, (request) =>
+      listDeliveries(c.env.DB, id, { status }, request),
+    );
     return c.json(
       { items: deliveries.items.map(deliveryView), nextCursor: deliveries.nextCursor },
       200,

@@ -1,6 +1,7 @@
 /**
- * Cursor pagination over `(created_at, id)`, newest first. The cursor is opaque to clients:
- * base64url of `[createdAt, id]`.
+ * Cursor pagination over `(created_at, id)`, newest first. Here a cursor is a page's position,
+ * base64url of `[createdAt, id]`; clients only ever see it signed (`cursors.ts`), and the
+ * routes open a signed cursor before it reaches a query.
  */
 export interface PageRequest {
   limit: number;
