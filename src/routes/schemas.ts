@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { SCOPE_PATTERN } from "../keys/scopes";
 import { SIGNED_CURSOR } from "../store/cursors";
+import { ERROR_STATUS, type ErrorCode } from "../errors";
 
 /** Schemas shared by the management routes; they validate input and feed the OpenAPI document. */
 
@@ -56,10 +57,21 @@ export const ProblemSchema = z
     title: z.string(),
     status: z.number().int(),
     detail: z.string(),
-    code: z.string(),
+    code: z.enum(Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]]).openapi({
+      description:
+        "Keygate's closed list of problem codes, the front door's included (invalid_path, credential_in_url, malformed_request, …); the same code is sent in the Keygate-Error header.",
+    }),
     requestId: z.string(),
   })
   .openapi("Problem");
+
+/** `Keygate-Error` on every problem answer: Keygate refused this, the origin never saw it. */
+const KEYGATE_ERROR_HEADER = {
+  "Keygate-Error": {
+    description: "The problem's code: the answer is Keygate's own, never an origin's",
+    schema: { type: "string" as const },
+  },
+};
 
 export const ConsumerSchema = z
   .object({
@@ -148,26 +160,32 @@ export function pageOf<T extends z.ZodType>(item: T) {
 export const problemResponses = {
   400: {
     description: "Invalid input",
+    headers: KEYGATE_ERROR_HEADER,
     content: { "application/problem+json": { schema: ProblemSchema } },
   },
   401: {
     description: "Missing or invalid credentials",
+    headers: KEYGATE_ERROR_HEADER,
     content: { "application/problem+json": { schema: ProblemSchema } },
   },
   403: {
     description: "Insufficient scope",
+    headers: KEYGATE_ERROR_HEADER,
     content: { "application/problem+json": { schema: ProblemSchema } },
   },
   404: {
     description: "Not found",
+    headers: KEYGATE_ERROR_HEADER,
     content: { "application/problem+json": { schema: ProblemSchema } },
   },
   409: {
     description: "Conflict",
+    headers: KEYGATE_ERROR_HEADER,
     content: { "application/problem+json": { schema: ProblemSchema } },
   },
   503: {
     description: "A storage dependency failed",
+    headers: KEYGATE_ERROR_HEADER,
     content: { "application/problem+json": { schema: ProblemSchema } },
   },
 } as const;

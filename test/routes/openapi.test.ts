@@ -1,5 +1,6 @@
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { ERROR_STATUS } from "../../src/errors";
 
 const PREFIX = "/_keygate/v1";
 
@@ -119,5 +120,18 @@ describe("the OpenAPI document", () => {
       ).toBe(true);
       expect(statuses, name).toEqual(expect.arrayContaining(["400", "401"]));
     }
+  });
+
+  it("lists every problem code, the front door's included, and the Keygate-Error header", async () => {
+    const doc = await openapi();
+    const code = doc.components.schemas.Problem!.properties!.code as Schema & { enum?: string[] };
+    expect(code.enum).toEqual(Object.keys(ERROR_STATUS));
+    expect(code.enum).toEqual(
+      expect.arrayContaining(["invalid_path", "credential_in_url", "malformed_request"]),
+    );
+    const consumers = doc.paths[`${PREFIX}/consumers`]!.post!.responses["400"] as {
+      headers?: Record<string, unknown>;
+    };
+    expect(Object.keys(consumers.headers ?? {})).toContain("Keygate-Error");
   });
 });
