@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { Result } from "../coordinator/result";
+import { rememberKey } from "../edge/ip-guard";
 import { forgetKey } from "../edge/record-cache";
 import { coordinatorOf } from "../coordinator/client";
 import type { AppEnv } from "../env";
@@ -19,7 +20,9 @@ export function coordinator(c: Context<AppEnv>, consumerId: string) {
 /**
  * Runs a coordinator call: a refusal becomes its problem, a thrown error (the Durable Object
  * or D1 failed) becomes 503 `unavailable`, and this isolate drops its cached copies of the
- * key so the change shows here at once.
+ * key so the change shows here at once. The key is one this isolate has now seen: a client
+ * using it is not cut off by others spraying from its address (edge/ip-guard.ts), from its
+ * first request on.
  */
 export async function change<T>(
   call: () => Promise<Result<T>>,
@@ -37,7 +40,10 @@ export async function change<T>(
   }
   if (!result.ok) throw new KeygateError(result.code, { detail: result.detail });
   const keyId = typeof affectedKeyId === "function" ? affectedKeyId(result.value) : affectedKeyId;
-  if (keyId) forgetKey(keyId);
+  if (keyId) {
+    forgetKey(keyId);
+    rememberKey(keyId, Date.now());
+  }
   return result.value;
 }
 

@@ -118,6 +118,21 @@ describe("an address shared with a sprayer", () => {
     expect((await from(NAT, owner.key)).status).toBe(200);
   });
 
+  it("a key created or rotated by this isolate is seen from its first request on", async () => {
+    for (let i = 0; i < FAILURE_THRESHOLD; i++) await from(NAT, madeUp());
+    expect((await from(NAT, madeUp("zzzzzzzzzzzzzzzz"))).status).toBe(429);
+    const created = await newKey();
+    expect((await from(NAT, created.key)).status).toBe(200);
+    resetGuard();
+    const other = await newKey();
+    for (let i = 0; i < FAILURE_THRESHOLD; i++) await from(NAT, madeUp());
+    const rotated = await admin.post(`/keys/${other.id}/rotate`, { gracePeriodSeconds: 0 });
+    expect((await from(NAT, rotated.body.key as string)).status).toBe(200);
+    // its stale secret is refused for what it is, not as spraying
+    const stale = await from(NAT, other.key);
+    expect(stale.status).toBe(401);
+  });
+
   it("knowing a seen key's id buys a capped number of reads, not unlimited ones", async () => {
     const owner = await newKey();
     expect((await from(NAT, owner.key)).status).toBe(200);
