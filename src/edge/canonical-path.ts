@@ -46,12 +46,16 @@ export function canonicalPath(raw: string): string | null {
 export function loosePath(canonical: string): string {
   let loose = canonical.toLowerCase();
   if (loose.includes(".")) {
-    loose = loose
-      .split("/")
-      .map((segment) => segment.replace(/\.+$/, "") || segment)
-      .join("/");
+    loose = loose.split("/").map(trimTrailingDots).join("/");
   }
   return loose.length > 1 && loose.endsWith("/") ? loose.slice(0, -1) : loose;
+}
+
+/** A segment without its trailing dots (a loop, not a regex: linear on any run of dots). */
+function trimTrailingDots(segment: string): string {
+  let end = segment.length;
+  while (end > 0 && segment.charCodeAt(end - 1) === 0x2e) end--;
+  return end === 0 ? segment : segment.slice(0, end);
 }
 
 /**

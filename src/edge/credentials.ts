@@ -15,10 +15,11 @@ export type Extraction =
 
 /**
  * Anything in a query string shaped like a Keygate secret (any prefix) or a compact JWS,
- * wherever it sits in a name or value (`?auth=Bearer%20kg_…`, `?x=eyJ….eyJ….sig`).
+ * wherever it sits in a name or value (`?auth=Bearer%20kg_…`, `?x=eyJ….eyJ….sig`). A JWS is
+ * looked for only where a base64url run starts, so a long run is scanned once (linear time).
  */
 const CREDENTIAL_SHAPE =
-  /[a-z0-9]_[0-9a-hjkmnp-tv-z]{16}_[0-9A-Za-z]{38}(?![A-Za-z0-9])|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\./;
+  /[a-z0-9]_[0-9a-hjkmnp-tv-z]{16}_[0-9A-Za-z]{38}(?![A-Za-z0-9])|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\./;
 
 /**
  * What is wrong with a query string, if anything: a credential in it by name (case-blind,

@@ -38,6 +38,10 @@ export function addressKey(ip: string): string {
   if (mapped) return mapped[1]!;
   const halves = lower.split("::");
   if (halves.length > 2) return lower;
+  const head0 = halves[0] === "" ? 0 : halves[0]!.split(":").length;
+  const tail0 = halves.length === 2 && halves[1] !== "" ? halves[1]!.split(":").length : 0;
+  // not an IPv6 address at all (too many groups): counted as the string it is
+  if (head0 + tail0 > (halves.length === 2 ? 7 : 8)) return lower;
   const head = halves[0] === "" ? [] : halves[0]!.split(":");
   const tail = halves.length === 2 && halves[1] !== "" ? halves[1]!.split(":") : [];
   const groups =
