@@ -153,7 +153,15 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
         });
       }
     }
-    const upstream = upstreamRequest(request, config.originUrl, path, method, identity, requestId);
+    const upstream = upstreamRequest(
+      request,
+      url,
+      config.originUrl,
+      path,
+      method,
+      identity,
+      requestId,
+    );
     if (assertion) upstream.headers.set(ASSERTION_HEADER, assertion);
     try {
       response = await fetch(upstream);

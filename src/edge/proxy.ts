@@ -61,20 +61,21 @@ export interface Identity {
 }
 
 /**
- * The request the origin receives: the canonical `path` the rules were matched on, the same
+ * The request the origin receives (`incoming`: the request's URL, as the front door parsed
+ * it): the canonical `path` the rules were matched on, the same
  * query and body, the method as matched (upper case); credential, hop-by-hop and client-sent
  * `X-Keygate-*` headers removed; the verified identity and Keygate's own `X-Forwarded-*`
  * headers added.
  */
 export function upstreamRequest(
   request: Request,
+  incoming: URL,
   originUrl: string,
   path: string,
   method: string,
   identity: Identity | null,
   requestId: string,
 ): Request {
-  const incoming = new URL(request.url);
   const target = new URL(originUrl);
   const base = target.pathname.endsWith("/") ? target.pathname.slice(0, -1) : target.pathname;
   target.pathname = base + path;
