@@ -1,6 +1,7 @@
 import { createExecutionContext, env } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
+import { stubOrigin } from "../support/origin-stub";
 import { newKey } from "../support/api";
 import { tokenFor } from "../tokens/fixtures";
 
@@ -13,20 +14,7 @@ import { tokenFor } from "../tokens/fixtures";
 const BASE = "https://keygate.test";
 const ORIGIN = "https://origin.test";
 
-let upstream: Request[] = [];
-let originAnswer: () => Response = () => new Response("from the origin");
-beforeEach(() => {
-  upstream = [];
-  originAnswer = () => new Response("from the origin");
-  vi.stubGlobal(
-    "fetch",
-    vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
-      upstream.push(new Request(input, init));
-      return originAnswer();
-    }),
-  );
-});
-afterEach(() => vi.unstubAllGlobals());
+const origin = stubOrigin();
 
 async function send(path: string, init: RequestInit = {}): Promise<Response> {
   return worker.fetch(
@@ -37,7 +25,7 @@ async function send(path: string, init: RequestInit = {}): Promise<Response> {
 }
 
 function headersSeen(): Record<string, string> {
-  return Object.fromEntries([...upstream[0]!.headers].map(([n, v]) => [n.toLowerCase(), v]));
+  return Object.fromEntries([...origin.requests[0]!.headers].map(([n, v]) => [n.toLowerCase(), v]));
 }
 
 describe("client headers an origin could read as Keygate's", () => {
@@ -56,10 +44,10 @@ describe("client headers an origin could read as Keygate's", () => {
       ["/prices/eur", { Authorization: `Bearer ${key}` }],
       ["/public/x", {}],
     ] as const) {
-      upstream = [];
+      origin.requests.length = 0;
       const res = await send(path, { headers: { ...auth, [header]: "csm_victim admin:all" } });
       expect(res.status, path).toBe(200);
-      for (const [name, value] of upstream[0]!.headers) {
+      for (const [name, value] of origin.requests[0]!.headers) {
         expect(value, `${path} ${name}`).not.toContain("csm_victim");
       }
     }
@@ -151,7 +139,7 @@ describe("a credential in the URL, by name or by shape", () => {
       expect(((await res.json()) as { code: string }).code).toBe("credential_in_url");
       expect(res.headers.get("Keygate-Error")).toBe("credential_in_url");
     }
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 
   it("a JWT in any query value is refused", async () => {
@@ -161,7 +149,7 @@ describe("a credential in the URL, by name or by shape", () => {
       const res = await send(`/public/x?${query}`);
       expect(res.status, query).toBe(400);
     }
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 
   it("ordinary queries go through untouched", async () => {
@@ -171,7 +159,7 @@ describe("a credential in the URL, by name or by shape", () => {
       headers: { Authorization: `Bearer ${key}` },
     });
     expect(res.status).toBe(200);
-    expect(new URL(upstream[0]!.url).search).toBe(`?${query}`);
+    expect(new URL(origin.requests[0]!.url).search).toBe(`?${query}`);
   });
 });
 
@@ -199,7 +187,7 @@ describe("Keygate-Error tells Keygate's refusals from the origin's answers", () 
 
   it("is on the 502 when the origin cannot be reached", async () => {
     const { key } = await newKey([]);
-    originAnswer = () => {
+    origin.answer = () => {
       throw new Error("connection refused");
     };
     const res = await send("/x", { headers: { Authorization: `Bearer ${key}` } });
@@ -209,7 +197,7 @@ describe("Keygate-Error tells Keygate's refusals from the origin's answers", () 
 
   it("is never on the origin's own answers, a 401 included", async () => {
     const { key } = await newKey([]);
-    originAnswer = () =>
+    origin.answer = () =>
       new Response("no", { status: 401, headers: { "Keygate-Error": "invalid_key" } });
     const res = await send("/x", { headers: { Authorization: `Bearer ${key}` } });
     expect(res.status).toBe(401);

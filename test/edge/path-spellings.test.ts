@@ -1,8 +1,9 @@
 import { createExecutionContext, env, SELF } from "cloudflare:test";
 import fc from "fast-check";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../../src/index";
 import { admin, newKey, type IssuedKey } from "../support/api";
+import { stubOrigin } from "../support/origin-stub";
 import { tokenFor } from "../tokens/fixtures";
 
 /**
@@ -24,18 +25,7 @@ const RULES = [
   { path: "/internal/*", deny: true },
 ];
 
-let upstream: Request[] = [];
-beforeEach(() => {
-  upstream = [];
-  vi.stubGlobal(
-    "fetch",
-    vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
-      upstream.push(new Request(input, init));
-      return new Response("from the origin");
-    }),
-  );
-});
-afterEach(() => vi.unstubAllGlobals());
+const origin = stubOrigin();
 
 /** A request through the Worker with these tests' rules and an origin behind it. */
 async function send(
@@ -94,7 +84,7 @@ describe("path spellings with a key holding no scopes", () => {
       code: "insufficient_scope",
       header: "insufficient_scope",
     });
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 
   it.each([
@@ -111,20 +101,20 @@ describe("path spellings with a key holding no scopes", () => {
       code: "invalid_path",
       header: "invalid_path",
     });
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 
   it("POST /TRADE/x meets the strict trade:write rule", async () => {
     const res = await send("/TRADE/x", { method: "POST", headers: bearer(noScopes.key) });
     expect(res.status).toBe(403);
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 
   it("an unlisted path reaches the origin as its canonical spelling", async () => {
     const res = await send("//things/./%61%62c//x/..//?q=1", { headers: bearer(noScopes.key) });
     expect(res.status).toBe(200);
-    expect(upstream).toHaveLength(1);
-    expect(upstream[0]!.url).toBe(`${ORIGIN}/api/things/abc/?q=1`);
+    expect(origin.requests).toHaveLength(1);
+    expect(origin.requests[0]!.url).toBe(`${ORIGIN}/api/things/abc/?q=1`);
   });
 });
 
@@ -132,15 +122,15 @@ describe("path spellings with a scoped key", () => {
   it("the canonical spelling is what the origin receives, whatever was sent", async () => {
     const issued = await newKey(["prices:read"]);
     for (const path of ["/prices/eur", "//prices/eur", "/%70rices/eur", "/prices/x/../eur"]) {
-      upstream = [];
+      origin.requests.length = 0;
       const res = await send(path, { headers: bearer(issued.key) });
       expect(res.status, path).toBe(200);
-      expect(upstream[0]!.url, path).toBe(`${ORIGIN}/api/prices/eur`);
+      expect(origin.requests[0]!.url, path).toBe(`${ORIGIN}/api/prices/eur`);
     }
-    upstream = [];
+    origin.requests.length = 0;
     expect((await send("/PRICES/eur", { headers: bearer(issued.key) })).status).toBe(200);
     // case is the origin's business: it receives the spelling that met the rule
-    expect(upstream[0]!.url).toBe(`${ORIGIN}/api/PRICES/eur`);
+    expect(origin.requests[0]!.url).toBe(`${ORIGIN}/api/PRICES/eur`);
   });
 });
 
@@ -156,7 +146,7 @@ describe("a revoked key's access token", () => {
     await admin.post(`/keys/${issued.id}/revoke`);
     const res = await send(path, { method: "POST", headers: bearer(token), body: "{}" });
     expect(res.status).toBe(status);
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 });
 
@@ -185,7 +175,7 @@ describe("deny rules", () => {
           header: "not_found",
         });
       }
-      expect(upstream).toHaveLength(0);
+      expect(origin.requests).toHaveLength(0);
     },
   );
 
@@ -203,7 +193,7 @@ describe("deny rules", () => {
       const res = await send(path, { method, headers: bearer(key) }, { ROUTE_RULES: rules });
       expect(res.status, path).toBe(404);
     }
-    expect(upstream).toHaveLength(1);
+    expect(origin.requests).toHaveLength(1);
   });
 });
 
@@ -218,9 +208,9 @@ describe("the method a rule matched is the method the origin acts on", () => {
     const { key } = await newKey(["prices:read"]);
     const res = await send("/prices/eur", { headers: { ...bearer(key), [header]: "POST" } });
     expect(res.status).toBe(200);
-    const seen = [...upstream[0]!.headers.keys()].map((name) => name.toLowerCase());
+    const seen = [...origin.requests[0]!.headers.keys()].map((name) => name.toLowerCase());
     expect(seen.some((name) => name.replaceAll("_", "-").includes("method"))).toBe(false);
-    expect(upstream[0]!.method).toBe("GET");
+    expect(origin.requests[0]!.method).toBe("GET");
   });
 
   it.each(["_method=POST", "_METHOD=DELETE", "%5Fmethod=PUT", "a=1&_method=PATCH", "_method[]=x"])(
@@ -233,7 +223,7 @@ describe("the method a rule matched is the method the origin acts on", () => {
         code: "invalid_path",
         header: "invalid_path",
       });
-      expect(upstream).toHaveLength(0);
+      expect(origin.requests).toHaveLength(0);
     },
   );
 });
@@ -255,12 +245,12 @@ describe("any spelling, the same decision and the same forwarded path (property)
             if (char === "/") return choice === 1 ? "//" : choice === 2 ? "/./" : "/";
             return choice === 0 ? `%${char.charCodeAt(0).toString(16)}` : char;
           });
-          upstream = [];
+          origin.requests.length = 0;
           const a = await send(path, { headers: bearer(issued.key) });
-          const forwardedA = upstream.map((r) => r.url);
-          upstream = [];
+          const forwardedA = origin.requests.map((r) => r.url);
+          origin.requests.length = 0;
           const b = await send(respelt, { headers: bearer(issued.key) });
-          const forwardedB = upstream.map((r) => r.url);
+          const forwardedB = origin.requests.map((r) => r.url);
           expect(b.status, `${path} vs ${respelt}`).toBe(a.status);
           expect(b.headers.get("Keygate-Error")).toBe(a.headers.get("Keygate-Error"));
           expect(forwardedB).toEqual(forwardedA);
@@ -289,7 +279,7 @@ describe("Keygate's own namespace in another spelling", () => {
       const { key } = await newKey(["*"]);
       const res = await send(path, { headers: bearer(key) });
       expect(await refusal(res)).toEqual({ status: 404, code: "not_found", header: "not_found" });
-      expect(upstream).toHaveLength(0);
+      expect(origin.requests).toHaveLength(0);
     },
   );
 
@@ -297,6 +287,6 @@ describe("Keygate's own namespace in another spelling", () => {
     const { key } = await newKey(["*"]);
     const res = await send("/%5Fkeygate/v1/consumers", { headers: bearer(key) });
     expect(res.status).toBe(403);
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 });

@@ -1,12 +1,12 @@
 import { join } from "node:path";
 import { Miniflare } from "miniflare";
-import { applyMigrations, COMPATIBILITY_DATE } from "../e2e/support/worker.js";
+import { applyMigrations, KEYGATE_RESOURCES } from "../e2e/support/worker.js";
 
 /**
  * The soak's Keygate server, run as a child process so that it can be stopped with SIGTERM
  * and started again on the same persistence folder. It is `startKeygate`'s Miniflare (the
- * e2e helper) with persistence added: that helper keeps its state in memory and owns its
- * options, so the bindings are restated here and must follow it when Keygate grows one.
+ * e2e helper) with persistence added: the runtime and bindings are the helper's own
+ * (`KEYGATE_RESOURCES`), only the state is kept on disk here.
  *
  * Arguments: `<dir> <port> <migrate: 0|1>`; the Worker bundle is `<dir>/worker/index.js`,
  * state goes to `<dir>/state/`. The admin token comes in `SOAK_ADMIN_TOKEN` (not in argv,
@@ -24,14 +24,7 @@ export async function serve(argv: string[]): Promise<void> {
     modules: true,
     modulesRoot: workerDir,
     scriptPath: join(workerDir, "index.js"),
-    compatibilityDate: COMPATIBILITY_DATE,
-    compatibilityFlags: ["nodejs_compat"],
-    kvNamespaces: ["KEYS"],
-    d1Databases: ["DB"],
-    durableObjects: {
-      COORDINATOR: { className: "KeyCoordinator", useSQLite: true },
-      SIGNER: { className: "TokenSigner", useSQLite: true },
-    },
+    ...KEYGATE_RESOURCES,
     kvPersist: join(state, "kv"),
     d1Persist: join(state, "d1"),
     durableObjectsPersist: join(state, "do"),

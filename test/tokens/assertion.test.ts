@@ -1,7 +1,8 @@
 import { env, SELF } from "cloudflare:test";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from "jose";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { createAssertionVerifier } from "../../src/origin/verify-assertion.js";
+import { stubOrigin } from "../support/origin-stub";
 import { newKey, type IssuedKey } from "../support/api";
 import { failingNamespace, faultSwitch } from "../support/faults";
 import { BASE, claimsOf, fetchWith, rotateSigningKeys, tokenFor } from "./fixtures";
@@ -13,19 +14,7 @@ import { BASE, claimsOf, fetchWith, rotateSigningKeys, tokenFor } from "./fixtur
  */
 
 const ORIGIN = "https://origin.test";
-let upstream: Request[] = [];
-
-beforeEach(() => {
-  upstream = [];
-  vi.stubGlobal(
-    "fetch",
-    vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
-      upstream.push(new Request(input, init));
-      return new Response("from the origin");
-    }),
-  );
-});
-afterEach(() => vi.unstubAllGlobals());
+const origin = stubOrigin();
 
 async function proxied(
   credential: string | null,
@@ -58,8 +47,8 @@ describe("origin assertions", () => {
   it("every proxied request carries a 2-minute assertion for the origin, verifiable with the JWKS", async () => {
     const res = await proxied(issued.key);
     expect(res.status).toBe(200);
-    expect(upstream).toHaveLength(1);
-    const assertion = assertionOf(upstream[0]);
+    expect(origin.requests).toHaveLength(1);
+    const assertion = assertionOf(origin.requests[0]);
     const { payload, protectedHeader } = await jwtVerify(assertion, await keySet(), {
       issuer: "keygate",
       audience: ORIGIN,
@@ -79,7 +68,7 @@ describe("origin assertions", () => {
   it("the package's origin helper accepts it and answers who Keygate verified", async () => {
     await proxied(issued.key);
     const verify = createAssertionVerifier({ keys: await keySet(), audience: `${ORIGIN}/api` });
-    expect(await verify(assertionOf(upstream[0]))).toMatchObject({
+    expect(await verify(assertionOf(origin.requests[0]))).toMatchObject({
       consumerId: issued.consumerId,
       keyId: issued.id,
       keyVersion: 1,
@@ -89,41 +78,43 @@ describe("origin assertions", () => {
       keys: await keySet(),
       audience: "https://other.test",
     });
-    await expect(elsewhere(assertionOf(upstream[0]))).rejects.toMatchObject({ code: "invalid" });
+    await expect(elsewhere(assertionOf(origin.requests[0]))).rejects.toMatchObject({
+      code: "invalid",
+    });
   });
 
   it("requests made with an access token carry the token's narrowed scopes", async () => {
     const wide = await newKey(["prices:read", "orders:read"]);
     const token = await tokenFor(wide.key, { scope: "prices:read" });
     expect((await proxied(token)).status).toBe(200);
-    expect(claimsOf(assertionOf(upstream[0])).scope).toBe("prices:read");
+    expect(claimsOf(assertionOf(origin.requests[0])).scope).toBe("prices:read");
   });
 
   it("is reused for one identity and origin, and never sent to another origin", async () => {
     await proxied(issued.key);
     await proxied(issued.key);
-    expect(assertionOf(upstream[1])).toBe(assertionOf(upstream[0]));
+    expect(assertionOf(origin.requests[1])).toBe(assertionOf(origin.requests[0]));
     await proxied(issued.key, "/prices/eur", { ORIGIN_URL: "https://second-origin.test" });
-    const second = assertionOf(upstream[2]);
-    expect(second).not.toBe(assertionOf(upstream[0]));
+    const second = assertionOf(origin.requests[2]);
+    expect(second).not.toBe(assertionOf(origin.requests[0]));
     expect(claimsOf(second).aud).toBe("https://second-origin.test");
   });
 
   it("public routes and refused requests carry none, and a client's own is stripped", async () => {
     const forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.";
     await proxied(null, "/public/x", {}, { "X-Keygate-Assertion": forged });
-    expect(upstream).toHaveLength(1);
-    expect(upstream[0]!.headers.get("X-Keygate-Assertion")).toBeNull();
+    expect(origin.requests).toHaveLength(1);
+    expect(origin.requests[0]!.headers.get("X-Keygate-Assertion")).toBeNull();
     expect((await proxied("kg_not_a_key")).status).toBe(401);
-    expect(upstream).toHaveLength(1);
+    expect(origin.requests).toHaveLength(1);
   });
 
   it("after an emergency rotation this isolate stops sending assertions signed by a dropped key", async () => {
     await proxied(issued.key);
-    const before = decodeProtectedHeader(assertionOf(upstream[0])).kid;
+    const before = decodeProtectedHeader(assertionOf(origin.requests[0])).kid;
     expect((await rotateSigningKeys(true)).status).toBe(200);
     await proxied(issued.key);
-    const after = assertionOf(upstream[1]);
+    const after = assertionOf(origin.requests[1]);
     expect(decodeProtectedHeader(after).kid).not.toBe(before);
     await jwtVerify(after, await keySet(), { audience: ORIGIN, issuer: "keygate" });
   });
@@ -136,6 +127,6 @@ describe("origin assertions", () => {
     });
     expect(res.status).toBe(503);
     expect(((await res.json()) as { code: string }).code).toBe("unavailable");
-    expect(upstream).toHaveLength(0);
+    expect(origin.requests).toHaveLength(0);
   });
 });

@@ -15,6 +15,18 @@ import { Log, LogLevel, Miniflare } from "miniflare";
 export const ROOT = resolve(fileURLToPath(new URL("../../..", import.meta.url)));
 export const COMPATIBILITY_DATE = "2026-04-20";
 
+/** The runtime and the bindings of wrangler.toml, as Miniflare options (e2e, bench, soak). */
+export const KEYGATE_RESOURCES = {
+  compatibilityDate: COMPATIBILITY_DATE,
+  compatibilityFlags: ["nodejs_compat"],
+  kvNamespaces: ["KEYS"],
+  d1Databases: ["DB"],
+  durableObjects: {
+    COORDINATOR: { className: "KeyCoordinator", useSQLite: true },
+    SIGNER: { className: "TokenSigner", useSQLite: true },
+  },
+};
+
 export interface KeygateOptions {
   /** Extra or overriding vars and secrets (e.g. `DEFAULT_GRACE_SECONDS`). */
   vars?: Record<string, string>;
@@ -153,14 +165,7 @@ export async function startKeygate(options: KeygateOptions = {}): Promise<Keygat
       modules: true,
       modulesRoot: dir,
       scriptPath,
-      compatibilityDate: COMPATIBILITY_DATE,
-      compatibilityFlags: ["nodejs_compat"],
-      kvNamespaces: ["KEYS"],
-      d1Databases: ["DB"],
-      durableObjects: {
-        COORDINATOR: { className: "KeyCoordinator", useSQLite: true },
-        SIGNER: { className: "TokenSigner", useSQLite: true },
-      },
+      ...KEYGATE_RESOURCES,
       bindings,
       host: "127.0.0.1",
       port: 0,
