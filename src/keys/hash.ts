@@ -8,7 +8,7 @@ import { sha256 } from "js-sha256";
  * (js-sha256 hashes the string's UTF-8 directly): workerd's native `node:crypto` and
  * `crypto.subtle` cost more per call than the hashing itself, through their Buffer/ArrayBuffer
  * conversions and wrapper objects. Side by side on a hot key, js-sha256 made the whole
- * request about 7 % cheaper than `node:crypto` (README, "Performance").
+ * request about 7 % cheaper than `node:crypto` (docs/performance.md).
  *
  * A string with a lone surrogate (which no request header or decoded body can carry) is
  * hashed as its well-formed form, as `TextEncoder` encodes it, so that this is SHA-256 of

@@ -18,7 +18,7 @@ export const ACCESS_TOKEN_TYPE = "at+jwt";
 const FORBIDDEN_HEADERS = ["jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit", "enc", "zip"];
 const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
-/** The claims of a Keygate access token (README, "Tokens", lists them). */
+/** The claims of a Keygate access token (docs/tokens.md, lists them). */
 export interface AccessTokenClaims extends JWTPayload {
   sub: string;
   /** consumer id */
