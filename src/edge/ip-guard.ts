@@ -9,6 +9,11 @@
  * NAT, or a valid owner behind a CGNAT shared with a sprayer, keeps working. Reads for a seen
  * key from a blocked address are capped as well, per address and key, so knowing one key id
  * does not buy unlimited KV reads.
+ *
+ * Knowing a key id must not buy a lock-out of its owner either: a secret storage has matched in
+ * this isolate (valid, or stale since) is never refused by the guard and never counted, so
+ * made-up secrets for that key id only cut off further made-up secrets. Only its hash is kept,
+ * which a client cannot produce without the secret.
  */
 export const FAILURE_THRESHOLD = 20;
 export const WINDOW_MS = 60_000;
@@ -17,6 +22,7 @@ export const BLOCK_MS = 60_000;
 export const SEEN_KEY_MS = 3_600_000;
 const MAX_ADDRESSES = 10_000;
 const MAX_SEEN_KEYS = 10_000;
+const MAX_SEEN_SECRETS = 20_000;
 
 interface Entry {
   failures: number;
@@ -26,6 +32,7 @@ interface Entry {
 
 const entries = new Map<string, Entry>();
 const seenKeys = new Map<string, number>();
+const seenSecrets = new Map<string, number>();
 
 /**
  * The unit an address is counted in: an IPv4 address as it is, an IPv6 address by its /64
@@ -73,33 +80,52 @@ function countFailure(key: string, now: number): void {
 }
 
 /**
- * Until when an uncached credential of `keyId` from `ip` is refused without a read, or null.
- * A key this isolate has seen passes a blocked address, unless that address has itself
- * presented too many unknown secrets of that very key.
+ * Until when an uncached credential of `keyId` (secret hash `hash`) from `ip` is refused
+ * without a read, or null. A secret storage has matched here is never refused; a key this
+ * isolate has seen passes a blocked address, unless that address has itself presented too
+ * many unknown secrets of that very key.
  */
-export function blockedUntil(ip: string, keyId: string, now: number): number | null {
+export function blockedUntil(ip: string, keyId: string, hash: string, now: number): number | null {
   const address = addressKey(ip);
   const until = blockedAt(address, now);
-  if (until === null) return null;
-  return hasSeenKey(keyId, now) ? blockedAt(`${address} ${keyId}`, now) : until;
+  if (until === null || isRecent(seenSecrets, hash, now)) return null;
+  return isRecent(seenKeys, keyId, now) ? blockedAt(`${address} ${keyId}`, now) : until;
 }
 
-/** Counts one unknown credential (null `keyId`: not even well-formed) from `ip`. */
-export function recordFailure(ip: string, keyId: string | null, now: number): void {
+/**
+ * Counts one credential storage does not hold (null `keyId`: not even well-formed) from `ip`.
+ * A secret storage once matched here (a straggler whose record has since gone) is not counted.
+ */
+export function recordFailure(
+  ip: string,
+  keyId: string | null,
+  hash: string | null,
+  now: number,
+): void {
+  if (hash !== null && isRecent(seenSecrets, hash, now)) return;
   const address = addressKey(ip);
   countFailure(address, now);
-  if (keyId !== null && hasSeenKey(keyId, now)) countFailure(`${address} ${keyId}`, now);
+  if (keyId !== null && isRecent(seenKeys, keyId, now)) countFailure(`${address} ${keyId}`, now);
 }
 
-/** Notes that storage holds a record of `keyId` (valid or not): the key exists. */
-export function rememberKey(keyId: string, now: number): void {
-  if (seenKeys.has(keyId)) seenKeys.delete(keyId);
-  else if (seenKeys.size >= MAX_SEEN_KEYS) seenKeys.delete(seenKeys.keys().next().value!);
-  seenKeys.set(keyId, now);
+/**
+ * Notes that storage holds a record of `keyId` (valid or not): the key exists; and, when
+ * given, that `hash` is one of its secrets.
+ */
+export function rememberKey(keyId: string, now: number, hash?: string): void {
+  touch(seenKeys, keyId, now, MAX_SEEN_KEYS);
+  if (hash !== undefined) touch(seenSecrets, hash, now, MAX_SEEN_SECRETS);
 }
 
-function hasSeenKey(keyId: string, now: number): boolean {
-  const at = seenKeys.get(keyId);
+/** Sets `key` to `now` as the newest entry, dropping the oldest past `max`. */
+function touch(map: Map<string, number>, key: string, now: number, max: number): void {
+  if (map.has(key)) map.delete(key);
+  else if (map.size >= max) map.delete(map.keys().next().value!);
+  map.set(key, now);
+}
+
+function isRecent(map: Map<string, number>, key: string, now: number): boolean {
+  const at = map.get(key);
   return at !== undefined && now - at < SEEN_KEY_MS;
 }
 
@@ -107,4 +133,5 @@ function hasSeenKey(keyId: string, now: number): boolean {
 export function resetGuard(): void {
   entries.clear();
   seenKeys.clear();
+  seenSecrets.clear();
 }

@@ -37,7 +37,7 @@ export function verifySecret(
   const ip = options.clientIp ?? null;
   const parsed = parseSecret(presented);
   if (parsed === null) {
-    if (ip) recordFailure(ip, null, now);
+    if (ip) recordFailure(ip, null, null, now);
     return INVALID_KEY;
   }
   const hash = hashSecret(parsed.secret);
@@ -59,7 +59,7 @@ async function verifyWithStorage(
 ): Promise<Verdict> {
   let record = cached;
   if (record === undefined) {
-    const until = ip ? blockedUntil(ip, keyId, now) : null;
+    const until = ip ? blockedUntil(ip, keyId, hash, now) : null;
     if (until !== null) {
       throw new KeygateError("rate_limited", {
         detail: "Too many invalid credentials from this address; try again later.",
@@ -78,10 +78,10 @@ async function verifyWithStorage(
     // version's tombstone included, is stale use at worst: refused from memory from now on
     if (record !== null) {
       cacheRecord(hash, keyId, record, now, config.cacheTtlMs);
-      rememberKey(keyId, now);
+      rememberKey(keyId, now, hash);
     } else if (ip) {
       // unknown to storage: what a client spraying made-up secrets presents
-      recordFailure(ip, keyId, now);
+      recordFailure(ip, keyId, hash, now);
     }
   }
   if (strict && record !== null) {

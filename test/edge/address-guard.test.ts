@@ -5,7 +5,7 @@ import { addressKey, FAILURE_THRESHOLD, resetGuard } from "../../src/edge/ip-gua
 import { forgetAll } from "../../src/edge/record-cache";
 import { hashSecret } from "../../src/keys/hash";
 import { checksumOf } from "../../src/keys/key-format";
-import { readSecretRecord } from "../../src/store/kv-index";
+import { readSecretRecord, secretKey } from "../../src/store/kv-index";
 import { admin, codeOf, newKey } from "../support/api";
 import { counting } from "../support/faults";
 
@@ -150,6 +150,37 @@ describe("an address shared with a sprayer", () => {
     // other addresses are never affected
     forgetAll();
     expect((await from("192.0.2.99", owner.key)).status).toBe(200);
+  });
+});
+
+describe("knowing a key id buys no lock-out of its owner", () => {
+  it("made-up secrets for the owner's key id never refuse the owner's own secret", async () => {
+    const owner = await newKey();
+    expect((await from(NAT, owner.key)).status).toBe(200);
+    // the address and the (address, key) pair are both over their caps
+    for (let i = 0; i < FAILURE_THRESHOLD * 2; i++) await from(NAT, madeUp(owner.id));
+    expect((await from(NAT, madeUp(owner.id))).status).toBe(429);
+    expect((await from(NAT, madeUp())).status).toBe(429);
+    // once the owner's record drops out of the cache, its secret is still read and accepted
+    forgetAll();
+    expect((await from(NAT, owner.key)).status).toBe(200);
+    forgetAll();
+    expect((await from(NAT, owner.key)).status).toBe(200);
+  });
+
+  it("a straggler whose tombstone is gone is not counted as spraying", async () => {
+    const issued = await newKey();
+    expect((await from(NAT, issued.key)).status).toBe(200);
+    const rotated = await admin.post(`/keys/${issued.id}/rotate`, { gracePeriodSeconds: 0 });
+    // the tombstone was lost (KV refused it, or it aged out): storage knows nothing of it
+    await env.KEYS.delete(secretKey(hashSecret(issued.key)));
+    forgetAll();
+    for (let i = 0; i < FAILURE_THRESHOLD * 2; i++) {
+      expect((await from(NAT, issued.key)).status).toBe(401);
+    }
+    // neither the address nor the key is cut off
+    expect((await from(NAT, madeUp())).status).toBe(401);
+    expect((await from(NAT, rotated.body.key as string)).status).toBe(200);
   });
 });
 
