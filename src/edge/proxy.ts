@@ -3,8 +3,9 @@ import type { SecretRecord } from "../store/kv-index";
 /**
  * Request headers never forwarded, compared lower-cased with `_` read as `-` (CGI and WSGI
  * servers read `X_Keygate_Consumer` as `X-Keygate-Consumer`): credentials, hop-by-hop
- * headers, forwarding headers Keygate sets itself, and headers with which some frameworks let
- * a client replace the URL or the method that a rule was matched on.
+ * headers, every `X-Forwarded-*` (Keygate sets its own) and other client-address headers,
+ * and headers with which some frameworks let a client replace the URL or the method that a
+ * rule was matched on.
  */
 const STRIPPED = new Set([
   "authorization",
@@ -19,13 +20,13 @@ const STRIPPED = new Set([
   "upgrade",
   "host",
   "forwarded",
-  "x-forwarded-for",
-  "x-forwarded-proto",
-  "x-forwarded-host",
-  "x-forwarded-port",
-  "x-forwarded-prefix",
   "x-real-ip",
+  "true-client-ip",
+  "x-client-ip",
+  "x-cluster-client-ip",
   "x-original-url",
+  "x-original-uri",
+  "x-original-host",
   "x-rewrite-url",
   "x-http-method-override",
   "x-http-method",
@@ -39,6 +40,7 @@ function isStripped(name: string, named: ReadonlySet<string> | null): boolean {
   return (
     STRIPPED.has(lower) ||
     lower.startsWith("x-keygate-") ||
+    lower.startsWith("x-forwarded-") ||
     lower.startsWith("keygate-") ||
     (named !== null && named.has(lower))
   );
@@ -90,6 +92,9 @@ export function upstreamRequest(
   headers.set("X-Forwarded-Proto", incoming.protocol.slice(0, -1));
   headers.set("X-Forwarded-Host", incoming.host);
   headers.set("X-Keygate-Request-Id", requestId);
+  // the method the rule was matched for: Keygate never reads a body, so an origin that honours
+  // a `_method` form or JSON field (Rails, Laravel, Symfony) must refuse one that differs
+  headers.set("X-Keygate-Method", method);
   if (identity) {
     const { record } = identity;
     headers.set("X-Keygate-Consumer", record.consumerId);

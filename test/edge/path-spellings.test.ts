@@ -209,8 +209,31 @@ describe("the method a rule matched is the method the origin acts on", () => {
     const res = await send("/prices/eur", { headers: { ...bearer(key), [header]: "POST" } });
     expect(res.status).toBe(200);
     const seen = [...origin.requests[0]!.headers.keys()].map((name) => name.toLowerCase());
-    expect(seen.some((name) => name.replaceAll("_", "-").includes("method"))).toBe(false);
+    const others = seen.filter((name) => name !== "x-keygate-method");
+    expect(others.some((name) => name.replaceAll("_", "-").includes("method"))).toBe(false);
     expect(origin.requests[0]!.method).toBe("GET");
+    expect(origin.requests[0]!.headers.get("X-Keygate-Method")).toBe("GET");
+  });
+
+  it("the origin is told the method the rule matched, whatever the client claims", async () => {
+    const { key } = await newKey(["trade:write"]);
+    // Keygate never reads a body: a `_method` field is the origin's to refuse, and the
+    // X-Keygate-Method header is what it compares with (README, "Security model")
+    const res = await send("/trade/x", {
+      method: "POST",
+      headers: {
+        ...bearer(key),
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Keygate-Method": "DELETE",
+        X_Keygate_Method: "DELETE",
+      },
+      body: "_method=DELETE",
+    });
+    expect(res.status).toBe(200);
+    const forwarded = origin.requests[0]!;
+    expect(forwarded.method).toBe("POST");
+    expect(forwarded.headers.get("X-Keygate-Method")).toBe("POST");
+    expect(forwarded.headers.has("X_Keygate_Method")).toBe(false);
   });
 
   it.each(["_method=POST", "_METHOD=DELETE", "%5Fmethod=PUT", "a=1&_method=PATCH", "_method[]=x"])(
