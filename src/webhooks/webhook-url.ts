@@ -178,7 +178,11 @@ function isOwnHost(url: URL, ownHost: string): boolean {
     return false;
   }
   const name = (host: string) => host.replace(/\.+$/, "");
-  if (name(own.hostname) !== name(url.hostname)) return false;
+  // every spelling of loopback reaches a Keygate listening on loopback (`npm start`)
+  const same =
+    name(own.hostname) === name(url.hostname) ||
+    (isPlainLoopback(own.hostname) && isPlainLoopback(url.hostname));
+  if (!same) return false;
   // Keygate on a default port (production): every port of its name is refused; on an
   // explicit port (local development), only that one, so a receiver beside it is allowed
   if (own.port === "") return true;

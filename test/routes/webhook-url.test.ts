@@ -162,6 +162,12 @@ describe("webhookUrlProblem", () => {
       ["https://keygate.test:8443/hooks", "keygate.test"],
       ["http://localhost:8787/hooks", "localhost:8787"],
       ["http://127.0.0.1:8787/hooks", "127.0.0.1:8787"],
+      // any spelling of loopback reaches a Keygate that listens on loopback
+      ["http://127.0.0.2:8787/hooks", "127.0.0.1:8787"],
+      ["http://[::1]:8787/hooks", "127.0.0.1:8787"],
+      ["http://localhost:8787/hooks", "127.0.0.1:8787"],
+      ["http://127.0.0.1:8787/hooks", "localhost:8787"],
+      ["http://127.1.2.3:8787/hooks", "[::1]:8787"],
     ])("refuses %s when Keygate is %s", (url, own) => {
       expect(webhookUrlProblem(url, own)).toBe("must not point at Keygate itself");
       // the rule alone, as at delivery, does not know the host
