@@ -13,13 +13,25 @@ export type Extraction =
       code: Extract<ErrorCode, "credential_in_url" | "ambiguous_credentials" | "invalid_key">;
     };
 
+/** A Keygate secret's shape (any prefix), as it would sit in a path segment. */
+const SECRET_SHAPE = /[a-z0-9]_[0-9a-hjkmnp-tv-z]{16}_[0-9A-Za-z]{38}(?![A-Za-z0-9])/;
+
 /**
  * Anything in a query string shaped like a Keygate secret (any prefix) or a compact JWS,
  * wherever it sits in a name or value (`?auth=Bearer%20kg_…`, `?x=eyJ….eyJ….sig`). A JWS is
  * looked for only where a base64url run starts, so a long run is scanned once (linear time).
  */
-const CREDENTIAL_SHAPE =
-  /[a-z0-9]_[0-9a-hjkmnp-tv-z]{16}_[0-9A-Za-z]{38}(?![A-Za-z0-9])|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\./;
+const CREDENTIAL_SHAPE = new RegExp(
+  `${SECRET_SHAPE.source}|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*\\.[A-Za-z0-9_-]+\\.`,
+);
+
+/**
+ * Whether a canonical path holds something shaped like a Keygate secret: it would reach the
+ * origin and its logs. (A JWS is not looked for in a path: some APIs carry signed links there.)
+ */
+export function pathHoldsSecret(path: string): boolean {
+  return path.length > 56 && path.includes("_") && SECRET_SHAPE.test(path);
+}
 
 /**
  * What is wrong with a query string, if anything: a credential in it by name (case-blind,

@@ -3,7 +3,7 @@ import type { AppEnv } from "../env";
 import { KeygateError, problemResponse, type ErrorCode, type ProblemOptions } from "../errors";
 import { missingScope } from "../keys/scopes";
 import { canonicalPath, loosePath } from "./canonical-path";
-import { extractCredential, queryProblem } from "./credentials";
+import { extractCredential, pathHoldsSecret, queryProblem } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "./route-rules";
 import { countUse, type WaitUntil } from "./usage-buffer";
@@ -78,6 +78,12 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
         path === null
           ? "The path holds an encoded slash or backslash, a NUL, a ';' or a malformed escape."
           : "A _method query parameter is not accepted: send the request with its own method.",
+    });
+  }
+  if (pathHoldsSecret(path)) {
+    return refuse("credential_in_url", {
+      detail:
+        "Credentials are never accepted in the path; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.",
     });
   }
   if (isReservedSpelling(path)) {

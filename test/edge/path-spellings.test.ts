@@ -251,6 +251,30 @@ describe("the method a rule matched is the method the origin acts on", () => {
   );
 });
 
+describe("a secret in the path", () => {
+  it.each([
+    (key: string) => `/prices/${key}`,
+    (key: string) => `/public/${key}`,
+    (key: string) => `/public/x/${key.replace("_", "%5F")}`,
+    (key: string) => `/public/${key}.json`,
+  ])("is 400 credential_in_url and never reaches the origin (%#)", async (spell) => {
+    const { key } = await newKey(["prices:read"]);
+    const res = await send(spell(key), { headers: bearer(key) });
+    expect(await refusal(res)).toEqual({
+      status: 400,
+      code: "credential_in_url",
+      header: "credential_in_url",
+    });
+    expect(origin.requests).toHaveLength(0);
+  });
+
+  it("a signed link (a JWS) in the path is the origin's business", async () => {
+    const { key } = await newKey(["prices:read"]);
+    const res = await send(`/public/verify/${await tokenFor(key)}`);
+    expect(res.status).toBe(200);
+  });
+});
+
 describe("any spelling, the same decision and the same forwarded path (property)", () => {
   it("holds for random paths and their respellings, through the Worker", async () => {
     const issued = await newKey(["prices:read"]);
