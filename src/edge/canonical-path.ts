@@ -40,22 +40,38 @@ export function canonicalPath(raw: string): string | null {
 
 /**
  * The spelling a rule that demands something is compared in: lower case, a trailing slash
- * dropped, and trailing dots dropped from each segment (`/admin.` is `/admin` to some
- * servers). Comparing loosely here can only make such a rule match more paths.
+ * dropped, and trailing dots, spaces and tabs (`%20`, `%09`) dropped from each segment
+ * (`/admin.` and `/admin%20` are `/admin` to some servers). Comparing loosely here can only
+ * make such a rule match more paths.
  */
 export function loosePath(canonical: string): string {
   let loose = canonical.toLowerCase();
-  if (loose.includes(".")) {
-    loose = loose.split("/").map(trimTrailingDots).join("/");
+  if (loose.includes(".") || loose.includes("%")) {
+    loose = loose.split("/").map(trimTrailingBlanks).join("/");
   }
   return loose.length > 1 && loose.endsWith("/") ? loose.slice(0, -1) : loose;
 }
 
-/** A segment without its trailing dots (a loop, not a regex: linear on any run of dots). */
-function trimTrailingDots(segment: string): string {
+/**
+ * A segment without its trailing dots, `%20`s and `%09`s (a loop, not a regex: linear on any
+ * run of them). A segment of nothing else is kept as it is.
+ */
+function trimTrailingBlanks(segment: string): string {
   let end = segment.length;
-  while (end > 0 && segment.charCodeAt(end - 1) === 0x2e) end--;
+  for (;;) {
+    if (end > 0 && segment.charCodeAt(end - 1) === 0x2e) end--;
+    else if (end >= 3 && segment.charCodeAt(end - 3) === 0x25 && isBlankEscape(segment, end - 2))
+      end -= 3;
+    else break;
+  }
   return end === 0 ? segment : segment.slice(0, end);
+}
+
+/** `20` or `09` at `at`: the escape of a space or a tab. */
+function isBlankEscape(segment: string, at: number): boolean {
+  const a = segment.charCodeAt(at);
+  const b = segment.charCodeAt(at + 1);
+  return (a === 0x32 && b === 0x30) || (a === 0x30 && b === 0x39);
 }
 
 /**

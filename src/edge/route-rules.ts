@@ -6,7 +6,7 @@ import { loosePath } from "./canonical-path";
  * wins. A rule without `method` matches every method, and a `GET` rule also matches `HEAD`.
  *
  * When in doubt a rule demands more. A rule that demands something (scopes, `strict`, `deny`,
- * or just a key) matches case-insensitively, ignoring a trailing slash and trailing dots, and
+ * or just a key) matches case-insensitively, ignoring a trailing slash and trailing blanks, and
  * its `/prefix/*` also matches `/prefix` itself: an origin that routes loosely (Express does by
  * default) is never reached around it. A `public` rule matches only the exact spelling:
  * `/public/*` matches `/public/` and `/public/x`, not `/PUBLIC/x` or `/public`.

@@ -58,6 +58,15 @@ describe("canonicalPath", () => {
     expect(loosePath("/admin../x.")).toBe("/admin/x");
     expect(loosePath("/")).toBe("/");
     expect(loosePath("/a/.../b")).toBe("/a/.../b");
+    expect(loosePath("/admin%20")).toBe("/admin");
+    expect(loosePath("/admin%09/x%20.%20")).toBe("/admin/x");
+    expect(loosePath("/admin%2520")).toBe("/admin%2520");
+    expect(loosePath("/%20/x")).toBe("/%20/x");
+  });
+
+  it("trims a long run of blanks in linear time", () => {
+    const run = "%20.".repeat(50_000);
+    expect(loosePath(`/a${run}`)).toBe("/a");
   });
 });
 
@@ -187,7 +196,7 @@ describe("matchRule", () => {
     },
   );
 
-  it.each(["/admin", "/admin/", "/ADMIN", "/Admin.", "/admin../"])(
+  it.each(["/admin", "/admin/", "/ADMIN", "/Admin.", "/admin../", "/admin%20", "/admin%09."])(
     "an exact scoped rule meets %s",
     (path) => {
       expect(match("GET", path)?.scopes).toEqual(["admin:all"]);

@@ -74,6 +74,8 @@ describe("path spellings with a key holding no scopes", () => {
     "/admin/",
     "/ADMIN",
     "/admin.",
+    "/admin%20",
+    "/admin%09",
     "/%61dmin",
     "/admin/x",
     "/Admin/X/",
