@@ -3,7 +3,7 @@ import type { TokenSigner } from "./tokens/token-signer";
 import type { Config } from "./config";
 import type { Principal } from "./routes/auth";
 
-/** Bindings, vars and secrets, by the names operators write in `wrangler.toml` (CONTRACT §1). */
+/** Bindings, vars and secrets, as operators name them in `wrangler.toml` (README). */
 export interface Bindings {
   KEYS: KVNamespace;
   DB: D1Database;

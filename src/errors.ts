@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 
-/** The closed list of problem codes Keygate answers with (CONTRACT §4). */
+/** The closed list of problem codes Keygate answers with (OpenAPI `Problem.code`). */
 export const ERROR_STATUS = {
   missing_credentials: 401,
   invalid_key: 401,

@@ -25,7 +25,7 @@ export class UsageError extends CliError {
   }
 }
 
-/** An `application/problem+json` answer of Keygate (CONTRACT §4). */
+/** An `application/problem+json` answer of Keygate (its codes: src/errors.ts). */
 export interface Problem {
   type?: string;
   title?: string;

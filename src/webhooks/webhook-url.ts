@@ -1,5 +1,5 @@
 /**
- * Where a webhook may be sent: the rule for a consumer's `webhookUrl` (CONTRACT §5), checked
+ * Where a webhook may be sent: the rule for a consumer's `webhookUrl` (docs/webhooks.md), checked
  * when the management API takes one and again before every delivery. Pure: no I/O, no DNS.
  *
  * A `webhookUrl` is `https:`, or `http:` to a loopback host written plainly (`localhost`,
