@@ -23,6 +23,7 @@ import { signingKeyRoutes } from "./routes/signing-keys";
 import { tokenRoutes } from "./routes/token";
 import { currentJwks } from "./tokens/jwks-cache";
 import { VERSION } from "./version";
+import { logError } from "./log";
 
 /** Management request bodies larger than this are refused with 413. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -31,7 +32,7 @@ function onError(error: Error, c: Context<AppEnv>): Response {
   if (error instanceof KeygateError) return problem(c, error);
   const requestId = c.get("requestId") ?? "unknown";
   if (error instanceof ConfigError) {
-    console.error(JSON.stringify({ event: "config_invalid", problems: error.problems }));
+    logError("config_invalid", { problems: error.problems });
     return problemResponse("unavailable", requestId, { detail: "Keygate is misconfigured." });
   }
   if (error instanceof HTTPException) {
@@ -44,7 +45,7 @@ function onError(error: Error, c: Context<AppEnv>): Response {
       return problemResponse("validation_failed", requestId, { detail: error.message });
     }
   }
-  console.error(JSON.stringify({ event: "unhandled_error", requestId, error: String(error) }));
+  logError("unhandled_error", { requestId, error });
   return problemResponse("internal_error", requestId, {
     detail: "Something went wrong on our side.",
   });

@@ -2,6 +2,7 @@ import { createApp } from "./app";
 import type { Bindings } from "./env";
 import { scheduledMaintenance } from "./maintenance/run";
 import { signerOf } from "./tokens/token-signer";
+import { logError, logInfo } from "./log";
 
 export { KeyCoordinator } from "./coordinator/key-coordinator";
 export { TokenSigner } from "./tokens/token-signer";
@@ -22,9 +23,9 @@ export default {
       signerOf(env)
         .maintain()
         .then(
-          (result) => console.info(JSON.stringify({ event: "signing_keys_maintained", ...result })),
+          (result) => logInfo("signing_keys_maintained", { ...result }),
           (error: unknown) => {
-            console.error(JSON.stringify({ event: "maintenance_failed", error: String(error) }));
+            logError("maintenance_failed", { error });
             throw error; // the cron run is recorded as failed; the next one tries again
           },
         ),

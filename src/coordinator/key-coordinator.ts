@@ -114,6 +114,7 @@ import {
   recordAttempt,
   type WebhookDelivery,
 } from "../store/webhooks";
+import { logError } from "../log";
 
 export interface ConsumerInput {
   name: string;
@@ -206,10 +207,6 @@ class WriteFailed extends Error {
 
 /** KV refused the record of a secret about to be issued: nothing was written to D1. */
 class ProjectionFailed extends Error {}
-
-function log(event: Record<string, unknown>): void {
-  console.error(JSON.stringify(event));
-}
 
 /**
  * One instance per consumer. Every change to the consumer's keys goes through it, one at a
@@ -310,7 +307,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       let landed: boolean | "unknown" = "unknown";
       if (marker !== null)
         landed = await auditEventExists(this.env.DB, marker).catch(() => "unknown");
-      log({ event: "d1_write_failed", landed, keyIds, error: message });
+      logError("d1_write_failed", { landed, keyIds, error: message });
       if (landed === true) return;
       for (const keyId of keyIds) queueProjection(this.ctx.storage.sql, keyId, now);
       await this.#scheduleAlarm();
@@ -361,7 +358,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
           projectKey(this.env.KEYS, state, limits, now, [issued.version]),
         );
       } catch (error) {
-        log({ event: "projection_failed", keyId: state.key.id, error: String(error) });
+        logError("projection_failed", { keyId: state.key.id, error });
         // the put may have landed: the alarm removes the record of a secret never issued
         deferUnconfirmed(sql, issued.secretHash, now);
         await this.#scheduleAlarm();
@@ -432,7 +429,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       if (queued) dropProjection(sql, state.key.id);
       return null;
     } catch (error) {
-      log({ event: "projection_failed", keyId: state.key.id, error: String(error) });
+      logError("projection_failed", { keyId: state.key.id, error });
       queueProjection(sql, state.key.id, now);
       return String(error);
     }
@@ -465,7 +462,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
           const state = await this.#load(row.keyId);
           const withdrawal = state ? withdrawUnissued(state, row, now) : null;
           if (state && withdrawal?.ok) {
-            log({ event: "unissued_version_withdrawn", keyId: row.keyId, version: row.version });
+            logError("unissued_version_withdrawn", { keyId: row.keyId, version: row.version });
             await this.#commit(this.#withLiveUsage(state), withdrawal, SYSTEM, now);
           }
         } else {
@@ -473,7 +470,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         }
         dropUnconfirmed(sql, row.secretHash);
       } catch (error) {
-        log({ event: "unconfirmed_secret_check_failed", keyId: row.keyId, error: String(error) });
+        logError("unconfirmed_secret_check_failed", { keyId: row.keyId, error });
         deferUnconfirmed(sql, row.secretHash, now);
       }
     }
@@ -1289,8 +1286,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
           // nowhere to send it: given up at once, redeliverable once a webhookUrl is set
           const progress = afterAttempt(delivery.attempts, outcome, at, url !== null);
           if (!outcome.ok) {
-            log({
-              event: "webhook_attempt_failed",
+            logError("webhook_attempt_failed", {
               consumerId,
               deliveryId: delivery.id,
               eventType: delivery.eventType,
@@ -1334,7 +1330,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         await work();
       } catch (error) {
         failed = true;
-        log({ event: "alarm_step_failed", step: name, error: String(error) });
+        logError("alarm_step_failed", { step: name, error });
       }
     };
     await step("unconfirmed_secrets", async () => {
@@ -1347,7 +1343,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
           await this.#projectQueued([keyId], now);
         } catch (error) {
           // D1 could not say what KV should hold: back off and try again
-          log({ event: "projection_retry_failed", keyId, error: String(error) });
+          logError("projection_retry_failed", { keyId, error });
           queueProjection(sql, keyId, now);
         }
       });

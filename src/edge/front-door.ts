@@ -13,6 +13,7 @@ import type { SecretRecord } from "../store/kv-index";
 import { verifyCredential } from "./verify";
 import { ASSERTION_HEADER } from "../origin/assertion-format.js";
 import { assertionFor } from "../tokens/assertion";
+import { logError } from "../log";
 
 /**
  * Admission against the key's limits; a coordinator that cannot be reached fails closed. An
@@ -26,9 +27,7 @@ export function admitOrFailClosed(
 ): Admission | Promise<Admission> {
   if (!isLimited(record)) return UNLIMITED;
   return limiter.admit(env, ctx, record, now).catch((error: unknown) => {
-    console.error(
-      JSON.stringify({ event: "lease_failed", keyId: record.keyId, error: String(error) }),
-    );
+    logError("lease_failed", { keyId: record.keyId, error });
     throw new KeygateError("unavailable", { detail: "Rate limiting is unavailable; try again." });
   });
 }
@@ -151,9 +150,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
           Date.now(),
         );
       } catch (error) {
-        console.error(
-          JSON.stringify({ event: "assertion_failed", requestId, error: String(error) }),
-        );
+        logError("assertion_failed", { requestId, error });
         throw new KeygateError("unavailable", {
           detail: "Identity assertions are unavailable; try again.",
         });
@@ -172,7 +169,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     try {
       response = await fetch(upstream);
     } catch (error) {
-      console.error(JSON.stringify({ event: "origin_failed", requestId, error: String(error) }));
+      logError("origin_failed", { requestId, error });
       throw new KeygateError("origin_unavailable");
     }
   }

@@ -4,6 +4,7 @@ import { leaseSize, monthWindow, rateWindow, type Limits } from "../coordinator/
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../store/kv-index";
 import type { WaitUntil } from "./usage-buffer";
+import { logError } from "../log";
 
 /**
  * Rate limits and quotas at the edge, decided locally against budget leased from the
@@ -200,13 +201,7 @@ export class Limiter {
         ) {
           ctx.waitUntil(
             refill(env, record, lease, limits).catch((error: unknown) =>
-              console.error(
-                JSON.stringify({
-                  event: "lease_refill_failed",
-                  keyId: record.keyId,
-                  error: String(error),
-                }),
-              ),
+              logError("lease_refill_failed", { keyId: record.keyId, error }),
             ),
           );
         }

@@ -3,6 +3,7 @@ import type { UsageReport } from "../coordinator/usage-store";
 import type { SecretRecord } from "../store/kv-index";
 import { coordinatorOf } from "../coordinator/client";
 import { forgetKey } from "./record-cache";
+import { logError } from "../log";
 
 /** What the usage buffer needs of the request context. */
 export interface WaitUntil {
@@ -29,9 +30,7 @@ export async function flushUsage(env: Bindings, consumerId: string): Promise<voi
     const changed = await coordinatorOf(env, consumerId).recordUsage(consumerId, reports);
     for (const keyId of changed) forgetKey(keyId);
   } catch (error) {
-    console.error(
-      JSON.stringify({ event: "usage_report_failed", consumerId, error: String(error) }),
-    );
+    logError("usage_report_failed", { consumerId, error });
     for (const { keyId, version, requests, firstAt, lastAt } of reports) {
       add(consumerId, keyId, version, requests, firstAt, lastAt);
     }

@@ -10,6 +10,7 @@ import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
 import { INVALID_KEY, judge, judgeRecord, type Verdict } from "./verdict";
 import { looksLikeJwt, verifyAccessToken } from "../tokens/access-token";
+import { logError } from "../log";
 
 export interface VerifyOptions {
   /** ask the consumer's coordinator instead of trusting KV and the isolate cache */
@@ -69,7 +70,7 @@ async function verifyWithStorage(
     try {
       record = await readSecretRecord(env.KEYS, hash);
     } catch (error) {
-      console.error(JSON.stringify({ event: "kv_read_failed", keyId, error: String(error) }));
+      logError("kv_read_failed", { keyId, error });
       throw new KeygateError("unavailable", { detail: "The key index is unavailable; try again." });
     }
     if (record !== null && record.keyId !== keyId) record = null;
@@ -92,7 +93,7 @@ async function verifyWithStorage(
         hash,
       );
     } catch (error) {
-      console.error(JSON.stringify({ event: "coordinator_failed", keyId, error: String(error) }));
+      logError("coordinator_failed", { keyId, error });
       throw new KeygateError("unavailable", {
         detail: "The key coordinator is unavailable; try again.",
       });
@@ -136,9 +137,7 @@ async function checkTokenWithCoordinator(
       record.version,
     );
   } catch (error) {
-    console.error(
-      JSON.stringify({ event: "coordinator_failed", keyId: record.keyId, error: String(error) }),
-    );
+    logError("coordinator_failed", { keyId: record.keyId, error });
     throw new KeygateError("unavailable", {
       detail: "The key coordinator is unavailable; try again.",
     });

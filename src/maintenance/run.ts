@@ -51,6 +51,7 @@ import {
   unemittedNotices,
   type UnemittedNotice,
 } from "./queries";
+import { logError, logInfo } from "../log";
 
 /**
  * Scheduled maintenance, the I/O: reads D1 and KV in bounded pages, plans with `plan.ts`,
@@ -253,7 +254,7 @@ async function walkKv(
     } catch (error) {
       if (!cursor) throw error;
       // a cursor KV no longer takes (they do not live for ever): start over
-      console.error(JSON.stringify({ event: "maintenance_kv_cursor_reset", error: String(error) }));
+      logError("maintenance_kv_cursor_reset", { error });
       cursor = null;
       page--;
       continue;
@@ -461,17 +462,14 @@ async function announce(env: Bindings, notice: UnemittedNotice): Promise<string 
     { eventId: notice.auditEventId, at: notice.sentAt },
   );
   if (result.ok) return null;
-  console.error(
-    JSON.stringify({
-      event: "maintenance_webhook_refused",
-      consumerId: notice.consumerId,
-      keyId: notice.keyId,
-      eventType: notice.kind,
-      eventId: notice.auditEventId,
-      code: result.code,
-      detail: result.detail,
-    }),
-  );
+  logError("maintenance_webhook_refused", {
+    consumerId: notice.consumerId,
+    keyId: notice.keyId,
+    eventType: notice.kind,
+    eventId: notice.auditEventId,
+    code: result.code,
+    detail: result.detail,
+  });
   return `${result.code}: ${result.detail}`;
 }
 
@@ -480,8 +478,7 @@ async function announce(env: Bindings, notice: UnemittedNotice): Promise<string 
  * failed): counts, every record fixed (key ids, never a hash) and every failure.
  */
 export function logMaintenance(report: MaintenanceReport, context: Record<string, unknown>): void {
-  const line = JSON.stringify({
-    event: "maintenance_run",
+  const fields = {
     ...context,
     changes: changesIn(report),
     rotationsCompleted: report.rotationsCompleted.length,
@@ -495,9 +492,9 @@ export function logMaintenance(report: MaintenanceReport, context: Record<string
     recordsFixed: report.reconciliation.fixed,
     failures: report.failures,
     durationMs: report.finishedAt - report.startedAt,
-  });
-  if (report.failures.length > 0) console.error(line);
-  else console.info(line);
+  };
+  if (report.failures.length > 0) logError("maintenance_run", fields);
+  else logInfo("maintenance_run", fields);
 }
 
 /** The cron's entry: runs a pass, logs it, and fails the cron run when a step failed. */

@@ -7,6 +7,7 @@ import type { AppEnv } from "../env";
 import { KeygateError } from "../errors";
 import type { AuditContext } from "../store/audit";
 import { actorOf } from "./auth";
+import { logError } from "../log";
 
 /** The audit context of a management request: its principal and request id. */
 export function auditOf(c: Context<AppEnv>): AuditContext {
@@ -33,7 +34,7 @@ export async function change<T>(
     result = await call();
   } catch (error) {
     if (error instanceof KeygateError) throw error;
-    console.error(JSON.stringify({ event: "coordinator_call_failed", error: String(error) }));
+    logError("coordinator_call_failed", { error });
     throw new KeygateError("unavailable", {
       detail: "Storage is unavailable; retry with the same Idempotency-Key.",
     });
@@ -52,7 +53,7 @@ export async function read<T>(query: () => Promise<T>): Promise<T> {
   try {
     return await query();
   } catch (error) {
-    console.error(JSON.stringify({ event: "d1_read_failed", error: String(error) }));
+    logError("d1_read_failed", { error });
     throw new KeygateError("unavailable", { detail: "Storage is unavailable; try again." });
   }
 }

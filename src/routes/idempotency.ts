@@ -3,6 +3,7 @@ import type { AppEnv } from "../env";
 import { KeygateError } from "../errors";
 import { hashSecret } from "../keys/hash";
 import { actorOf, isVerifyRequest } from "./auth";
+import { logError } from "../log";
 
 /**
  * `Idempotency-Key` on every management POST that changes something. The first request with a
@@ -30,7 +31,7 @@ interface StoredRecord {
 }
 
 function unavailable(error: unknown): KeygateError {
-  console.error(JSON.stringify({ event: "idempotency_store_failed", error: String(error) }));
+  logError("idempotency_store_failed", { error });
   return new KeygateError("unavailable", {
     detail: "The idempotency store is unavailable; try again.",
   });
@@ -42,7 +43,7 @@ async function attempt(event: string, write: () => Promise<unknown>): Promise<bo
     await write();
     return true;
   } catch (error) {
-    console.error(JSON.stringify({ event, error: String(error) }));
+    logError(event, { error });
     return false;
   }
 }
@@ -164,7 +165,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
           (await attempt("idempotency_mark_failed", markApplied));
         if (!kept) {
           // still pending: retries answer 409 until it times out (PENDING_TIMEOUT_MS)
-          console.error(JSON.stringify({ event: "idempotency_record_left_pending", scope }));
+          logError("idempotency_record_left_pending", { scope });
         }
       }
     } finally {

@@ -21,6 +21,7 @@ import {
   RotationSchema,
 } from "./schemas";
 import { rotationReportView, rotationView } from "./views";
+import { logError } from "../log";
 
 const ExtendSchema = z
   .strictObject({
@@ -98,7 +99,7 @@ export async function rotationReports(
       current.map((rotation) => api.rotationUsage(rotation.consumerId, rotation)),
     );
   } catch (error) {
-    console.error(JSON.stringify({ event: "coordinator_call_failed", error: String(error) }));
+    logError("coordinator_call_failed", { error });
     throw new KeygateError("unavailable", { detail: "Usage is unavailable; try again." });
   }
   return current.map((rotation, i) => rotationReportView(rotation, usage[i]!));

@@ -7,6 +7,7 @@ import { auditOf } from "./coordinator-call";
 import { managementRouter } from "./router";
 import { jsonBody, jsonResponse, problemResponses } from "./schemas";
 import { iso } from "./views";
+import { logError } from "../log";
 
 const RingSchema = z
   .object({
@@ -60,7 +61,7 @@ async function signer<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
-    console.error(JSON.stringify({ event: "signer_failed", error: String(error) }));
+    logError("signer_failed", { error });
     throw new KeygateError("unavailable", { detail: "The signer is unavailable; try again." });
   }
 }

@@ -11,6 +11,7 @@ import { signerOf, type SignedToken } from "../tokens/token-signer";
 import { bodyLimit } from "./body-limit";
 import { managementRouter } from "./router";
 import { jsonBody, jsonResponse, problemResponses } from "./schemas";
+import { logError } from "../log";
 
 const TokenRequestSchema = z
   .strictObject({
@@ -102,7 +103,7 @@ tokenRoutes.openapi(token, async (c) => {
       ...(notAfter !== undefined ? { notAfter } : {}),
     });
   } catch (error) {
-    console.error(JSON.stringify({ event: "token_sign_failed", error: String(error) }));
+    logError("token_sign_failed", { error });
     throw new KeygateError("unavailable", { detail: "Token signing is unavailable; try again." });
   }
   // charged only once the token exists: a signer failure costs the client nothing

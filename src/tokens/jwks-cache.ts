@@ -4,6 +4,7 @@ import { KeygateError } from "../errors";
 import { SIGNING_ALGORITHMS } from "../origin/assertion-format.js";
 import { JWKS_CACHE_TTL_MS, JWKS_RELOAD_MIN_MS } from "./propagation";
 import { JWKS_KV_KEY, signerOf } from "./token-signer";
+import { logError } from "../log";
 
 /**
  * The public signing keys, cached in the isolate: one KV read per isolate per
@@ -44,7 +45,7 @@ async function importAll(jwks: { keys?: unknown }, now: number): Promise<Cache> 
       keys.set(kid, { alg: jwk.alg, key: await importJWK(jwk, jwk.alg) });
       published.push(jwk);
     } catch (error) {
-      console.error(JSON.stringify({ event: "jwks_key_skipped", kid, error: String(error) }));
+      logError("jwks_key_skipped", { kid, error });
     }
   }
   return { jwks: { keys: published }, keys, loadedAt: now, generation: ++loads };
@@ -76,7 +77,7 @@ async function fresh(env: Bindings, now: number): Promise<Cache> {
   try {
     return await load(env, now, false);
   } catch (error) {
-    console.error(JSON.stringify({ event: "jwks_load_failed", error: String(error) }));
+    logError("jwks_load_failed", { error });
     throw new KeygateError("unavailable", { detail: "Signing keys are unavailable; try again." });
   }
 }
@@ -103,7 +104,7 @@ export async function verificationKey(
       current = await load(env, now, true);
     } catch (error) {
       // the copy in hand is still good for the kids it has
-      console.error(JSON.stringify({ event: "jwks_reload_failed", kid, error: String(error) }));
+      logError("jwks_reload_failed", { kid, error });
     }
   }
   return current.keys.get(kid) ?? null;

@@ -24,6 +24,7 @@ import {
   type SigningKey,
 } from "./key-ring";
 import { NEXT_KEY_MIN_AGE_MS } from "./propagation";
+import { logError, logInfo } from "../log";
 
 /** Where the public JWKS is published for the edge (one read per isolate per minute). */
 export const JWKS_KV_KEY = "jwks:v1";
@@ -158,7 +159,7 @@ export class TokenSigner extends DurableObject<Bindings> {
     try {
       await this.env.DB.batch([...outbox.values()].map((event) => insertAudit(this.env.DB, event)));
     } catch (error) {
-      console.error(JSON.stringify({ event: "signer_audit_failed", error: String(error) }));
+      logError("signer_audit_failed", { error });
       return true;
     }
     await this.ctx.storage.delete([...outbox.keys()]);
@@ -317,9 +318,7 @@ export class TokenSigner extends DurableObject<Bindings> {
       if (rotationDue(ring, now, periodMs)) {
         const outcome = await this.#rotate(ring, false, SYSTEM, trigger);
         if (outcome.ok) return { rotated: true, deferredUntil: null, dropped: outcome.dropped };
-        console.info(
-          JSON.stringify({ event: "signing_key_rotation_deferred", until: outcome.retryAt }),
-        );
+        logInfo("signing_key_rotation_deferred", { until: outcome.retryAt });
         const waited = await this.#prune(ring, now, trigger);
         return { rotated: false, deferredUntil: outcome.retryAt, dropped: waited };
       }
