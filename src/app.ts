@@ -14,7 +14,7 @@ import { consumerRoutes } from "./routes/consumers";
 import { idempotency } from "./routes/idempotency";
 import { keyRoutes } from "./routes/keys";
 import { maintenanceRoutes } from "./routes/maintenance";
-import { managementRouter } from "./routes/router";
+import { guardMethods, managementRouter } from "./routes/router";
 import { rotationRoutes } from "./routes/rotations";
 import { usageRoutes } from "./routes/usage";
 import { verifyRoutes } from "./routes/verify";
@@ -78,6 +78,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   });
 
   // the key itself is the token endpoint's credential: mounted before the management auth
+  guardMethods(tokenRoutes);
   app.route("/_keygate/v1", tokenRoutes);
 
   const v1 = managementRouter();
@@ -91,6 +92,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   v1.route("/", signingKeyRoutes);
   v1.route("/", maintenanceRoutes);
   v1.route("/", webhookRoutes);
+  guardMethods(v1);
   v1.all("*", () => {
     throw new KeygateError("not_found", { detail: "No such management endpoint." });
   });

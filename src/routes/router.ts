@@ -3,30 +3,22 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env";
 import { KeygateError } from "../errors";
 
-/**
- * The methods of every management path, across all routers (each path lives in one router,
- * mounted at the same prefix, so the templates agree). Filled as routes are defined.
- */
-const methodsByPath = new Map<string, Set<string>>();
-
 /** Answers 405 with `Allow` for a method that a known path does not take. */
-function wrongMethodGuard(path: string): MiddlewareHandler<AppEnv> {
+function wrongMethodGuard(methods: ReadonlySet<string>): MiddlewareHandler<AppEnv> {
+  const allow = [...methods, ...(methods.has("GET") ? ["HEAD"] : [])].sort().join(", ");
   return async function wrongMethodGuard(c, next) {
-    const methods = methodsByPath.get(path)!;
     const method = c.req.method === "HEAD" ? "GET" : c.req.method;
     if (methods.has(method)) return next();
-    const allow = methods.has("GET") ? [...methods, "HEAD"] : [...methods];
     throw new KeygateError("method_not_allowed", {
       detail: `This endpoint does not take ${c.req.method}.`,
-      headers: { Allow: allow.sort().join(", ") },
+      headers: { Allow: allow },
     });
   };
 }
 
 /**
  * A management router whose validation failures become `validation_failed` problems, with
- * the failing fields listed under `errors` (unknown fields included), and whose paths answer
- * a method they do not take with 405 `method_not_allowed` and `Allow`, not 404.
+ * the failing fields listed under `errors` (unknown fields included).
  */
 export function managementRouter(): OpenAPIHono<AppEnv> {
   const router = new OpenAPIHono<AppEnv>({
@@ -45,20 +37,27 @@ export function managementRouter(): OpenAPIHono<AppEnv> {
       });
     },
   });
-  const define = router.openapi.bind(router);
-  const guarded = new Set<string>();
-  router.openapi = ((route, handler, hook) => {
-    const defined = define(route, handler, hook);
-    const path = route.path.replace(/\{([^}]+)\}/g, ":$1");
+  return router;
+}
+
+const guarded = new WeakSet<OpenAPIHono<AppEnv>>();
+
+/**
+ * Makes every path defined on `router` so far answer a method it does not take with 405
+ * `method_not_allowed` and `Allow`, not 404. Call it once every route is mounted: a guard
+ * sits after its path's handlers, so a method the path takes never reaches it.
+ */
+export function guardMethods(router: OpenAPIHono<AppEnv>): void {
+  // a module's router is mounted by every app built from it: guarded once
+  if (guarded.has(router)) return;
+  guarded.add(router);
+  const methodsByPath = new Map<string, Set<string>>();
+  for (const { method, path } of router.routes) {
+    // middleware (`use`) and catch-alls are registered for every method
+    if (method === "ALL") continue;
     let methods = methodsByPath.get(path);
     if (!methods) methodsByPath.set(path, (methods = new Set()));
-    methods.add(route.method.toUpperCase());
-    // registered once per path, after its first handler: a taken method passes on to it
-    if (!guarded.has(path)) {
-      guarded.add(path);
-      router.all(path, wrongMethodGuard(path));
-    }
-    return defined;
-  }) as typeof router.openapi;
-  return router;
+    methods.add(method.toUpperCase());
+  }
+  for (const [path, methods] of methodsByPath) router.all(path, wrongMethodGuard(methods));
 }
