@@ -10,8 +10,9 @@
  *
  * Refused (null): an encoded slash, backslash, NUL or `;` (`%2F`, `%5C`, `%00`, `%3B`), a raw
  * `;` or `\`, a double-encoded escape (`%25` before two hex digits), a malformed escape,
- * control characters, anything outside printable ASCII: spellings that origins split, decode
- * or strip in ways of their own.
+ * control characters, anything outside printable ASCII, a segment of dots and blanks that is
+ * not `.` or `..` (`...`, `..%20`): spellings that origins split, decode or strip in ways of
+ * their own.
  */
 export function canonicalPath(raw: string): string | null {
   if (raw.charCodeAt(0) !== 0x2f) return null;
@@ -53,25 +54,48 @@ export function loosePath(canonical: string): string {
 }
 
 /**
- * A segment without its trailing dots, `%20`s and `%09`s (a loop, not a regex: linear on any
+ * Bytes that servers strip from the end of a segment: tab, line breaks, vertical tab, form
+ * feed, the information separators, space, NEL and no-break space (Python's `str.strip`
+ * drops all of them, Windows drops spaces and dots).
+ */
+const BLANK_BYTES = new Set([
+  0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0,
+]);
+
+/** How many characters of trailing dots and blank escapes `segment` ends with. */
+function trailingBlanks(segment: string): number {
+  let end = segment.length;
+  for (;;) {
+    if (end > 0 && segment.charCodeAt(end - 1) === 0x2e) {
+      end--;
+      continue;
+    }
+    const byte = end >= 3 && segment.charCodeAt(end - 3) === 0x25 ? hexByte(segment, end - 2) : -1;
+    if (!BLANK_BYTES.has(byte)) break;
+    end -= 3;
+    // NEL and no-break space in UTF-8: %C2%85, %C2%A0
+    if ((byte === 0x85 || byte === 0xa0) && end >= 3 && segment.charCodeAt(end - 3) === 0x25) {
+      if (hexByte(segment, end - 2) === 0xc2) end -= 3;
+    }
+  }
+  return segment.length - end;
+}
+
+/**
+ * A segment without its trailing dots and blank escapes (a loop, not a regex: linear on any
  * run of them). A segment of nothing else is kept as it is.
  */
 function trimTrailingBlanks(segment: string): string {
-  let end = segment.length;
-  for (;;) {
-    if (end > 0 && segment.charCodeAt(end - 1) === 0x2e) end--;
-    else if (end >= 3 && segment.charCodeAt(end - 3) === 0x25 && isBlankEscape(segment, end - 2))
-      end -= 3;
-    else break;
-  }
+  const end = segment.length - trailingBlanks(segment);
   return end === 0 ? segment : segment.slice(0, end);
 }
 
-/** `20` or `09` at `at`: the escape of a space or a tab. */
-function isBlankEscape(segment: string, at: number): boolean {
-  const a = segment.charCodeAt(at);
-  const b = segment.charCodeAt(at + 1);
-  return (a === 0x32 && b === 0x30) || (a === 0x30 && b === 0x39);
+/**
+ * A segment some server may read as a dot segment: dots, then only dots or blank escapes
+ * (`...`, `..%20`, `.%09`). `.` and `..` themselves are removed before this is asked.
+ */
+function isDotLike(segment: string): boolean {
+  return segment.charCodeAt(0) === 0x2e && trailingBlanks(segment) === segment.length;
 }
 
 /**
@@ -120,7 +144,7 @@ function isUnreserved(byte: number): boolean {
 }
 
 /** RFC 3986 §5.2.4 on an absolute path, with empty segments (`//`) dropped as well. */
-function removeDotSegments(path: string): string {
+function removeDotSegments(path: string): string | null {
   const segments: string[] = [];
   const parts = path.split("/");
   let trailingSlash = false;
@@ -132,6 +156,8 @@ function removeDotSegments(path: string): string {
       trailingSlash = last;
     } else if (segment === "." || segment === "") {
       trailingSlash = last;
+    } else if (isDotLike(segment)) {
+      return null;
     } else {
       segments.push(segment);
       trailingSlash = false;

@@ -48,6 +48,14 @@ describe("canonicalPath", () => {
     "/caf\u00e9",
     "prices",
     "",
+    // segments a server that strips trailing dots and blanks reads as `..` or `.`
+    "/public/.../admin/x",
+    "/public/..%20/admin/x",
+    "/public/..%09/internal/x",
+    "/public/.%2E%20/admin/x",
+    "/public/..%C2%A0/admin",
+    "/public/.%85/admin",
+    "/a/....",
   ])("refuses %j", (raw) => {
     expect(canonicalPath(raw)).toBeNull();
   });
@@ -61,6 +69,8 @@ describe("canonicalPath", () => {
     expect(loosePath("/admin%20")).toBe("/admin");
     expect(loosePath("/admin%09/x%20.%20")).toBe("/admin/x");
     expect(loosePath("/admin%2520")).toBe("/admin%2520");
+    expect(loosePath("/admin%85/x%A0/y%C2%A0%0C.")).toBe("/admin/x/y");
+    expect(loosePath("/x%1F%0B%0A%0D%1C")).toBe("/x");
     expect(loosePath("/%20/x")).toBe("/%20/x");
   });
 
