@@ -13,8 +13,11 @@ export type Extraction =
       code: Extract<ErrorCode, "credential_in_url" | "ambiguous_credentials" | "invalid_key">;
     };
 
-/** A Keygate secret's shape (any prefix), as it would sit in a path segment. */
-const SECRET_SHAPE = /[a-z0-9]_[0-9a-hjkmnp-tv-z]{16}_[0-9A-Za-z]{38}(?![A-Za-z0-9])/;
+/**
+ * A Keygate secret's shape (any prefix, any case), wherever it sits: something glued to its
+ * end (`…Z`, `.json`) does not hide it.
+ */
+const SECRET_SHAPE = /[A-Za-z0-9]_[0-9A-Za-z]{16}_[0-9A-Za-z]{38}/;
 
 /**
  * Anything in a query string shaped like a Keygate secret (any prefix) or a compact JWS,
@@ -34,6 +37,18 @@ export function pathHoldsSecret(path: string): boolean {
 }
 
 /**
+ * A query parameter's name as frameworks read it: lower case, an array suffix dropped
+ * (`api_key[]`, `api_key[x]`), and `.`, a space or an unclosed `[` read as `_`, as PHP does
+ * (`?api.key=`, `?[method=`).
+ */
+function bareName(name: string): string {
+  let bare = name.toLowerCase().trim();
+  const open = bare.indexOf("[");
+  if (open >= 0 && bare.indexOf("]", open) > open) bare = bare.slice(0, open);
+  return bare.replace(/[. []/g, "_");
+}
+
+/**
  * What is wrong with a query string, if anything: a credential in it by name (case-blind,
  * `api_key[]` too) or by shape is `credential_in_url`; a `_method` parameter, which some
  * frameworks let override the method a rule matched, is `invalid_path`.
@@ -42,7 +57,7 @@ export function queryProblem(url: URL): "credential_in_url" | "invalid_path" | n
   if (url.search.length <= 1) return null;
   let problem: "credential_in_url" | "invalid_path" | null = null;
   for (const [name, value] of url.searchParams) {
-    const bare = name.toLowerCase().replace(/\[.*$/, "").trim();
+    const bare = bareName(name);
     if (
       CREDENTIAL_PARAMS.has(bare) ||
       CREDENTIAL_SHAPE.test(name) ||

@@ -104,6 +104,20 @@ describe("hop-by-hop and rewriting headers", () => {
     "True-Client-IP",
     "X-Client-IP",
     "X-Cluster-Client-IP",
+    "Client_IP",
+    "X-Forwarded",
+    "Forwarded-For",
+    "X-Forward-For",
+    "X-Originating-IP",
+    "X-Remote-Addr",
+    "Fastly-Client-IP",
+    "CF-Connecting-IPv6",
+    "X-Envoy-Original-Path",
+    "X-Original-Path",
+    "X-Original-Method",
+    "X-Host",
+    "X-Scheme",
+    "Front-End-Https",
   ])("drops %s", async (header) => {
     const { key } = await newKey(["prices:read"]);
     await send("/prices/eur", {
