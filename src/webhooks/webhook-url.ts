@@ -170,6 +170,17 @@ function hostAsWritten(authority: string): string {
 }
 
 /** Whether `url` is on Keygate's own host `ownHost` (`new URL(request.url).host`). */
+/** A host Keygate can be reached on locally: loopback, `*.localhost`, or all addresses. */
+function isLocalOwnHost(host: string): boolean {
+  return (
+    isPlainLoopback(host) ||
+    host.endsWith(".localhost") ||
+    host === "0.0.0.0" ||
+    host === "[::]" ||
+    /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(host)
+  );
+}
+
 function isOwnHost(url: URL, ownHost: string): boolean {
   let own: URL;
   try {
@@ -181,7 +192,7 @@ function isOwnHost(url: URL, ownHost: string): boolean {
   // every spelling of loopback reaches a Keygate listening on loopback (`npm start`)
   const same =
     name(own.hostname) === name(url.hostname) ||
-    (isPlainLoopback(own.hostname) && isPlainLoopback(url.hostname));
+    (isLocalOwnHost(name(own.hostname)) && isPlainLoopback(url.hostname));
   if (!same) return false;
   // Keygate on a default port (production): every port of its name is refused; on an
   // explicit port (local development), only that one, so a receiver beside it is allowed

@@ -168,6 +168,10 @@ describe("webhookUrlProblem", () => {
       ["http://localhost:8787/hooks", "127.0.0.1:8787"],
       ["http://127.0.0.1:8787/hooks", "localhost:8787"],
       ["http://127.1.2.3:8787/hooks", "[::1]:8787"],
+      ["http://127.0.0.1:8787/hooks", "localhost.:8787"],
+      ["http://127.0.0.1:8787/hooks", "[::ffff:127.0.0.1]:8787"],
+      ["http://127.0.0.1:8787/hooks", "0.0.0.0:8787"],
+      ["http://127.0.0.1:8787/hooks", "kg.localhost:8787"],
     ])("refuses %s when Keygate is %s", (url, own) => {
       expect(webhookUrlProblem(url, own)).toBe("must not point at Keygate itself");
       // the rule alone, as at delivery, does not know the host
