@@ -124,6 +124,11 @@ function touch(map: Map<string, number>, key: string, now: number, max: number):
   map.set(key, now);
 }
 
+/** Whether storage has matched this secret hash in this isolate lately. */
+export function isKnownSecret(hash: string, now: number): boolean {
+  return isRecent(seenSecrets, hash, now);
+}
+
 function isRecent(map: Map<string, number>, key: string, now: number): boolean {
   const at = map.get(key);
   return at !== undefined && now - at < SEEN_KEY_MS;

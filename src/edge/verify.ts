@@ -5,7 +5,7 @@ import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
 import { intersectScopes } from "../keys/scopes";
 import { readSecretRecord, type SecretRecord } from "../store/kv-index";
-import { blockedUntil, recordFailure, rememberKey } from "./ip-guard";
+import { blockedUntil, isKnownSecret, recordFailure, rememberKey } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
 import { INVALID_KEY, judge, judgeRecord, type Verdict } from "./verdict";
@@ -80,6 +80,10 @@ async function verifyWithStorage(
     if (record !== null) {
       cacheRecord(hash, keyId, record, now, config.cacheTtlMs);
       rememberKey(keyId, now, hash);
+    } else if (isKnownSecret(hash, now)) {
+      // matched here once, and its record has gone since (a tombstone lost or aged out):
+      // stale use, refused from memory like a tombstone, so it costs one read per cache life
+      cacheRecord(hash, keyId, goneRecord(keyId), now, config.cacheTtlMs);
     } else if (ip) {
       // unknown to storage: what a client spraying made-up secrets presents
       recordFailure(ip, keyId, hash, now);
@@ -100,6 +104,24 @@ async function verifyWithStorage(
     }
   }
   return judge(record, hash, now);
+}
+
+/** What the cache holds for a secret whose record has gone: a tombstone, never valid. */
+function goneRecord(keyId: string): SecretRecord {
+  return {
+    hash: "",
+    keyId,
+    consumerId: "",
+    version: 0,
+    status: "revoked",
+    scopes: [],
+    expiresAt: null,
+    graceUntil: null,
+    rotatedAt: null,
+    awaitingFirstUse: false,
+    rateLimit: null,
+    monthlyQuota: null,
+  };
 }
 
 /**

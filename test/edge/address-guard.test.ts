@@ -182,6 +182,17 @@ describe("knowing a key id buys no lock-out of its owner", () => {
     expect((await from(NAT, madeUp())).status).toBe(401);
     expect((await from(NAT, rotated.body.key as string)).status).toBe(200);
   });
+
+  it("a secret whose record has gone costs one KV read per cache life, not one per request", async () => {
+    const issued = await newKey();
+    expect((await from(NAT, issued.key)).status).toBe(200);
+    await env.KEYS.delete(secretKey(hashSecret(issued.key)));
+    forgetAll();
+    const kv = counting(env.KEYS);
+    const testEnv = { ...env, KEYS: kv.binding };
+    for (let i = 0; i < 50; i++) expect((await from(NAT, issued.key, testEnv)).status).toBe(401);
+    expect(kv.calls.get ?? 0).toBe(1);
+  });
 });
 
 describe("IPv6 addresses are counted per /64", () => {
