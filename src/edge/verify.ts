@@ -4,7 +4,7 @@ import { KeygateError } from "../errors";
 import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
 import { intersectScopes } from "../keys/scopes";
-import { readSecretRecord, type SecretRecord } from "../store/kv-index";
+import { readSecretRecord, tombstoneRecord, type SecretRecord } from "../store/kv-index";
 import { blockedUntil, isKnownSecret, recordFailure, rememberKey } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
@@ -83,7 +83,7 @@ async function verifyWithStorage(
     } else if (isKnownSecret(hash, now)) {
       // matched here once, and its record has gone since (a tombstone lost or aged out):
       // stale use, refused from memory like a tombstone, so it costs one read per cache life
-      cacheRecord(hash, keyId, goneRecord(keyId), now, config.cacheTtlMs);
+      cacheRecord(hash, keyId, tombstoneRecord(keyId, "", 0), now, config.cacheTtlMs);
     } else if (ip) {
       // unknown to storage: what a client spraying made-up secrets presents
       recordFailure(ip, keyId, hash, now);
@@ -104,24 +104,6 @@ async function verifyWithStorage(
     }
   }
   return judge(record, hash, now);
-}
-
-/** What the cache holds for a secret whose record has gone: a tombstone, never valid. */
-function goneRecord(keyId: string): SecretRecord {
-  return {
-    hash: "",
-    keyId,
-    consumerId: "",
-    version: 0,
-    status: "revoked",
-    scopes: [],
-    expiresAt: null,
-    graceUntil: null,
-    rotatedAt: null,
-    awaitingFirstUse: false,
-    rateLimit: null,
-    monthlyQuota: null,
-  };
 }
 
 /**

@@ -52,6 +52,24 @@ export interface SecretRecord {
   monthlyQuota: number | null;
 }
 
+/** A revoked version's record: no hash, no scopes, refused like a secret never issued. */
+export function tombstoneRecord(keyId: string, consumerId: string, version: number): SecretRecord {
+  return {
+    hash: "",
+    keyId,
+    consumerId,
+    version,
+    status: "revoked",
+    scopes: [],
+    expiresAt: null,
+    graceUntil: null,
+    rotatedAt: null,
+    awaitingFirstUse: false,
+    rateLimit: null,
+    monthlyQuota: null,
+  };
+}
+
 export function secretKey(hash: string): string {
   return SECRET_KEY_PREFIX + hash;
 }
@@ -97,23 +115,7 @@ export function projectVersion(
     expiration = seconds <= KV_MAX_EXPIRATION ? seconds : null;
   }
   if (status === "revoked") {
-    return {
-      record: {
-        hash: "",
-        keyId: key.id,
-        consumerId: key.consumerId,
-        version: version.version,
-        status,
-        scopes: [],
-        expiresAt: null,
-        graceUntil: null,
-        rotatedAt: null,
-        awaitingFirstUse: false,
-        rateLimit: null,
-        monthlyQuota: null,
-      },
-      expiration,
-    };
+    return { record: tombstoneRecord(key.id, key.consumerId, version.version), expiration };
   }
   const inRotation = rotation !== null && rotation.state === "in_progress";
   return {
