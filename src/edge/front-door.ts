@@ -15,6 +15,10 @@ import { ASSERTION_HEADER } from "../origin/assertion-format.js";
 import { assertionFor } from "../tokens/assertion";
 import { logError } from "../log";
 
+/** The detail of a 400 `credential_in_url`: where it was found, and what to do. */
+const credentialInUrl = (where: string) =>
+  `Credentials are never accepted in the ${where}; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.`;
+
 /**
  * Admission against the key's limits; a coordinator that cannot be reached fails closed. An
  * unlimited key is admitted at once, with no promise in between: this is on every request.
@@ -65,10 +69,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   const url = new URL(request.url);
   const inQuery = queryProblem(url);
   if (inQuery === "credential_in_url") {
-    return refuse("credential_in_url", {
-      detail:
-        "Credentials are never accepted in the query string; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.",
-    });
+    return refuse("credential_in_url", { detail: credentialInUrl("query string") });
   }
   const path = canonicalPath(url.pathname);
   if (path === null || inQuery === "invalid_path") {
@@ -80,10 +81,7 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     });
   }
   if (pathHoldsSecret(path)) {
-    return refuse("credential_in_url", {
-      detail:
-        "Credentials are never accepted in the path; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.",
-    });
+    return refuse("credential_in_url", { detail: credentialInUrl("path") });
   }
   if (isReservedSpelling(path)) {
     return refuse("not_found", { detail: "No such Keygate endpoint." });

@@ -88,21 +88,15 @@ function countFailure(key: string, now: number): void {
 export function blockedUntil(ip: string, keyId: string, hash: string, now: number): number | null {
   const address = addressKey(ip);
   const until = blockedAt(address, now);
-  if (until === null || isRecent(seenSecrets, hash, now)) return null;
+  if (until === null || isKnownSecret(hash, now)) return null;
   return isRecent(seenKeys, keyId, now) ? blockedAt(`${address} ${keyId}`, now) : until;
 }
 
 /**
  * Counts one credential storage does not hold (null `keyId`: not even well-formed) from `ip`.
- * A secret storage once matched here (a straggler whose record has since gone) is not counted.
+ * A secret storage once matched here never gets this far: it is cached as a tombstone.
  */
-export function recordFailure(
-  ip: string,
-  keyId: string | null,
-  hash: string | null,
-  now: number,
-): void {
-  if (hash !== null && isRecent(seenSecrets, hash, now)) return;
+export function recordFailure(ip: string, keyId: string | null, now: number): void {
   const address = addressKey(ip);
   countFailure(address, now);
   if (keyId !== null && isRecent(seenKeys, keyId, now)) countFailure(`${address} ${keyId}`, now);

@@ -38,7 +38,7 @@ export function verifySecret(
   const ip = options.clientIp ?? null;
   const parsed = parseSecret(presented);
   if (parsed === null) {
-    if (ip) recordFailure(ip, null, null, now);
+    if (ip) recordFailure(ip, null, now);
     return INVALID_KEY;
   }
   const hash = hashSecret(parsed.secret);
@@ -86,7 +86,7 @@ async function verifyWithStorage(
       cacheRecord(hash, keyId, tombstoneRecord(keyId, "", 0), now, config.cacheTtlMs);
     } else if (ip) {
       // unknown to storage: what a client spraying made-up secrets presents
-      recordFailure(ip, keyId, hash, now);
+      recordFailure(ip, keyId, now);
     }
   }
   if (strict && record !== null) {
