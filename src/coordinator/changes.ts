@@ -2,10 +2,16 @@ import type { AuditContext, AuditEvent } from "../store/audit";
 import type { Consumer } from "../store/consumers";
 import { insertAudit, newAuditEvent } from "../store/audit";
 import { upsertKey, upsertRotation, upsertVersion } from "../store/keys";
-import { projectVersion, writeProjection } from "../store/kv-index";
-import type { KeyState, Rotation } from "./key-state";
-import type { Limits } from "./limits";
-import { revokeKey, rollbackRotation, type DomainEvent, type Transition } from "./rotation-machine";
+import { projectVersion } from "../domain/secret-record";
+import { writeProjection } from "../store/kv-index";
+import type { KeyState, Rotation } from "../domain/key-state";
+import type { Limits } from "../domain/limits";
+import {
+  revokeKey,
+  rollbackRotation,
+  type DomainEvent,
+  type Transition,
+} from "../domain/rotation-machine";
 
 /**
  * Turning a transition into storage writes: the D1 statements (rows that changed plus one

@@ -12,7 +12,7 @@ import {
   upkeepChanges,
   type MaintenanceOutcome,
   type MaintenanceRequest,
-} from "../maintenance/consumer-upkeep";
+} from "./consumer-upkeep";
 import { auditEventExists, insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
 import { getConsumer, upsertConsumer, type Consumer } from "../store/consumers";
 import {
@@ -21,7 +21,8 @@ import {
   getRotation,
   openRotationsOfConsumer,
 } from "../store/keys";
-import { liveRecord, projectVersion, writeProjection, type SecretRecord } from "../store/kv-index";
+import { liveRecord, projectVersion, type SecretRecord } from "../domain/secret-record";
+import { writeProjection } from "../store/kv-index";
 import {
   auditEventsFor,
   limitsOf,
@@ -32,15 +33,15 @@ import {
   withdrawUnissued,
   withRetries,
 } from "./changes";
-import { grant, monthWindow, rateWindow, type Grant, type Limits } from "./limits";
+import { grant, monthWindow, rateWindow, type Grant, type Limits } from "../domain/limits";
 import {
   MAX_EXPIRES_AT,
   type KeyState,
   type KeyVersion,
   type RateLimit,
   type Rotation,
-} from "./key-state";
-import { ok, refuse, type Result } from "./result";
+} from "../domain/key-state";
+import { ok, refuse, type Result } from "../domain/result";
 import { SerialQueue } from "./serial-queue";
 import {
   completeRotation,
@@ -52,7 +53,7 @@ import {
   settle,
   startRotation,
   type Transition,
-} from "./rotation-machine";
+} from "../domain/rotation-machine";
 import {
   addToBaseline,
   counterOf,
@@ -71,10 +72,10 @@ import {
   queueProjection,
   saveBaseline,
   usageOf,
-  type HourlyUsage,
   type UsageReport,
   type VersionUsage,
 } from "./usage-store";
+import { type HourlyUsage } from "../store/usage";
 import {
   addUnconfirmed,
   createUnconfirmedTable,
@@ -95,7 +96,7 @@ import {
   type WebhookEvent,
   type WebhookEventData,
   type WebhookEventType,
-} from "./webhooks";
+} from "../webhooks/events";
 import {
   clearWebhookSecrets,
   createWebhookSecretTable,
@@ -103,8 +104,8 @@ import {
   hasWebhookSecret,
   setWebhookSecret,
   signingSecrets,
-} from "./webhooks-secrets";
-import { sendWebhook } from "./webhooks-sender";
+} from "../webhooks/signing-secrets";
+import { sendWebhook } from "../webhooks/sender";
 import {
   dueDeliveries,
   getDelivery,
@@ -113,7 +114,7 @@ import {
   nextDeliveryAt,
   recordAttempt,
   type WebhookDelivery,
-} from "../store/webhooks";
+} from "../webhooks/deliveries";
 import { logError } from "../log";
 
 export interface ConsumerInput {
@@ -1248,7 +1249,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
 
   /**
    * Attempts the deliveries that are due, oldest first, a batch per alarm run, and records
-   * each attempt in D1. A failed attempt is retried on the backoff schedule (webhooks.ts);
+   * each attempt in D1. A failed attempt is retried on the backoff schedule (webhooks/events.ts);
    * a send whose record fails is sent again (at least once: receivers deduplicate on
    * `webhook-id`). Runs alone, apart from key changes.
    */

@@ -4,6 +4,8 @@
  * hourly buckets up into D1.
  */
 
+import type { HourlyUsage } from "../store/usage";
+
 export interface UsageReport {
   keyId: string;
   version: number;
@@ -96,14 +98,6 @@ export function baselineOf(sql: SqlStorage, rotationId: string): number {
     )
     .toArray()[0];
   return row?.requests ?? 0;
-}
-
-export interface HourlyUsage {
-  keyId: string;
-  version: number;
-  /** epoch ms of the hour's start */
-  hour: number;
-  requests: number;
 }
 
 /** Hourly buckets not yet in D1; `clearHours` drops them once D1 has them. */

@@ -1,8 +1,8 @@
 import { coordinatorOf } from "../coordinator/client";
 import type { Lease } from "../coordinator/key-coordinator";
-import { leaseSize, monthWindow, rateWindow, type Limits } from "../coordinator/limits";
+import { leaseSize, monthWindow, rateWindow, type Limits } from "../domain/limits";
 import type { Bindings } from "../env";
-import type { SecretRecord } from "../store/kv-index";
+import type { SecretRecord } from "../domain/secret-record";
 import type { WaitUntil } from "./usage-buffer";
 import { logError } from "../log";
 

@@ -1,4 +1,4 @@
-import type { SecretRecord } from "../store/kv-index";
+import type { SecretRecord } from "../domain/secret-record";
 
 /**
  * Request headers never forwarded, compared lower-cased with `_` read as `-` (CGI and WSGI

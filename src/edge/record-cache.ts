@@ -1,4 +1,4 @@
-import type { SecretRecord } from "../store/kv-index";
+import type { SecretRecord } from "../domain/secret-record";
 
 /**
  * The isolate-level cache of KV records, by secret hash. A hot key costs no KV read; a

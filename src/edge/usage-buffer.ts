@@ -1,6 +1,6 @@
 import type { Bindings } from "../env";
 import type { UsageReport } from "../coordinator/usage-store";
-import type { SecretRecord } from "../store/kv-index";
+import type { SecretRecord } from "../domain/secret-record";
 import { coordinatorOf } from "../coordinator/client";
 import { forgetKey } from "./record-cache";
 import { logError } from "../log";

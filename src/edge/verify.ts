@@ -4,11 +4,12 @@ import { KeygateError } from "../errors";
 import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
 import { intersectScopes } from "../keys/scopes";
-import { readSecretRecord, tombstoneRecord, type SecretRecord } from "../store/kv-index";
+import { readSecretRecord } from "../store/kv-index";
+import { tombstoneRecord, type SecretRecord } from "../domain/secret-record";
 import { blockedUntil, isKnownSecret, recordFailure, rememberKey } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
 import { coordinatorOf } from "../coordinator/client";
-import { INVALID_KEY, judge, judgeRecord, type Verdict } from "./verdict";
+import { INVALID_KEY, judge, judgeRecord, type Verdict } from "../domain/verdict";
 import { looksLikeJwt, verifyAccessToken } from "../tokens/access-token";
 import { logError } from "../log";
 

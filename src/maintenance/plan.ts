@@ -1,7 +1,7 @@
-import type { KeyState } from "../coordinator/key-state";
-import type { Limits } from "../coordinator/limits";
-import { projectVersion, type SecretRecord } from "../store/kv-index";
-import type { Drift } from "./key-upkeep";
+import type { KeyState } from "../domain/key-state";
+import type { Limits } from "../domain/limits";
+import { projectVersion, type SecretRecord } from "../domain/secret-record";
+import type { Orphan, RecordFix } from "../coordinator/consumer-upkeep";
 import type { CurrentVersionRow, GraceEndingRow } from "./queries";
 
 /**
@@ -159,13 +159,6 @@ export function expectedRecords(state: KeyState, limits: Limits, now: number): E
   return out;
 }
 
-/** A KV record whose secret D1 does not hold, with what the record says of itself. */
-export interface Orphan {
-  hash: string;
-  keyId: string | null;
-  version: number | null;
-}
-
 /** A key some of whose KV records must change. */
 export interface KeyToFix {
   consumerId: string;
@@ -260,16 +253,6 @@ export function groupWork(keys: KeyToFix[], orphans: Map<string, Orphan[]>): Con
 }
 
 // ---- the report ----------------------------------------------------------------------------
-
-/** A KV record a run fixed: written (`missing`, `stale`) or removed (`retired`, `orphan`). */
-export interface RecordFix {
-  consumerId: string | null;
-  keyId: string | null;
-  version: number | null;
-  drift: Drift | "orphan";
-  /** KV refused the write: the coordinator's alarm retries it (docs/storage.md) */
-  queued: boolean;
-}
 
 export interface MaintenanceFailure {
   step: string;

@@ -1,5 +1,5 @@
-import type { KeyState } from "../coordinator/key-state";
-import type { Limits } from "../coordinator/limits";
+import type { KeyState } from "../domain/key-state";
+import type { Limits } from "../domain/limits";
 import { keyFromRow, keyStatesOf } from "../store/keys";
 import { jsonOrNull, numberOrNull } from "../store/rows";
 import type { NoticeKind } from "./plan";
@@ -316,15 +316,6 @@ export async function consumerLimits(
       { rateLimit: jsonOrNull(r.rate_limit), monthlyQuota: numberOrNull(r.monthly_quota) },
     ]),
   );
-}
-
-/** Whether D1 holds a version with this secret hash. */
-export async function secretKnown(db: D1Database, hash: string): Promise<boolean> {
-  const row = await db
-    .prepare("SELECT 1 AS found FROM key_versions WHERE secret_hash = ?")
-    .bind(hash)
-    .first();
-  return row !== null;
 }
 
 // ---- cursors -------------------------------------------------------------------------------

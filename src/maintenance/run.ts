@@ -1,6 +1,6 @@
 import { configFor } from "../config";
 import type { KeyCoordinator } from "../coordinator/key-coordinator";
-import type { WebhookEventData } from "../coordinator/webhooks";
+import type { WebhookEventData } from "../webhooks/events";
 import type { Bindings } from "../env";
 import { forgetKey } from "../edge/record-cache";
 import { insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
@@ -10,10 +10,10 @@ import {
   readSecretRecord,
   secretKey,
 } from "../store/kv-index";
-import { IDEMPOTENCY_TTL_MS } from "../routes/idempotency";
-import { WEBHOOK_DELIVERY_RETENTION_MS } from "../store/webhooks";
-import { recordDrift } from "./key-upkeep";
-import type { MaintenanceOutcome } from "./consumer-upkeep";
+import { IDEMPOTENCY_TTL_MS } from "../store/idempotency";
+import { WEBHOOK_DELIVERY_RETENTION_MS } from "../webhooks/deliveries";
+import { recordDrift } from "../domain/key-upkeep";
+import type { MaintenanceOutcome } from "../coordinator/consumer-upkeep";
 import {
   assignOrphans,
   changesIn,
@@ -30,9 +30,9 @@ import {
   type KeyToFix,
   type MaintenanceReport,
   type Notice,
-  type Orphan,
   webhookDataOf,
 } from "./plan";
+import { type Orphan } from "../coordinator/consumer-upkeep";
 import {
   IN_CHUNK,
   consumerLimits,

@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import type { Result } from "../coordinator/result";
+import type { Result } from "../domain/result";
 import { rememberKey } from "../edge/ip-guard";
 import { forgetKey } from "../edge/record-cache";
 import { coordinatorOf } from "../coordinator/client";

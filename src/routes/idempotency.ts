@@ -4,6 +4,7 @@ import { KeygateError } from "../errors";
 import { hashSecret } from "../keys/hash";
 import { actorOf, isVerifyRequest } from "./auth";
 import { logError } from "../log";
+import { IDEMPOTENCY_TTL_MS } from "../store/idempotency";
 
 /**
  * `Idempotency-Key` on every management POST that changes something. The first request with a
@@ -16,7 +17,6 @@ import { logError } from "../log";
  * `POST /verify` is a read: it is answered afresh every time, so a replay never serves a
  * verdict that a revocation has since made wrong.
  */
-export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 const PENDING_TIMEOUT_MS = 60_000;
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 /** Response fields holding a secret shown once: never kept for a replay. */

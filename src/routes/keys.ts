@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
-import { settle } from "../coordinator/rotation-machine";
-import { MAX_EXPIRES_AT, type KeyState } from "../coordinator/key-state";
+import { settle } from "../domain/rotation-machine";
+import { MAX_EXPIRES_AT, type KeyState } from "../domain/key-state";
 import { KeygateError } from "../errors";
 import { flushUsage } from "../edge/usage-buffer";
 import { getConsumer } from "../store/consumers";

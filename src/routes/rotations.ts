@@ -1,11 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
-import type { KeyState, Rotation } from "../coordinator/key-state";
+import type { KeyState, Rotation } from "../domain/key-state";
 import type { Context } from "hono";
 import type { CoordinatorApi } from "../coordinator/client";
 import type { RotationUsage } from "../coordinator/key-coordinator";
-import type { Result } from "../coordinator/result";
-import { settle } from "../coordinator/rotation-machine";
+import type { Result } from "../domain/result";
+import { settle } from "../domain/rotation-machine";
 import type { AppEnv } from "../env";
 import type { AuditContext } from "../store/audit";
 import { flushUsage } from "../edge/usage-buffer";

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import type { HourlyUsage } from "../coordinator/usage-store";
+import type { HourlyUsage } from "../store/usage";
 import { flushUsage } from "../edge/usage-buffer";
 import { KeygateError } from "../errors";
 import { getKeyState } from "../store/keys";

@@ -1,9 +1,4 @@
-import {
-  versionStatus,
-  type KeyState,
-  type KeyVersion,
-  type Rotation,
-} from "../coordinator/key-state";
+import { versionStatus, type KeyState, type KeyVersion, type Rotation } from "../domain/key-state";
 import type { RotationUsage } from "../coordinator/key-coordinator";
 import type { Consumer } from "../store/consumers";
 

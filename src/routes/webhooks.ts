@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { MAX_WEBHOOK_SECRET_OVERLAP_SECONDS } from "../coordinator/webhooks";
+import { MAX_WEBHOOK_SECRET_OVERLAP_SECONDS } from "../webhooks/events";
 import { getConsumer } from "../store/consumers";
-import { listDeliveries, type WebhookDelivery } from "../store/webhooks";
+import { listDeliveries, type WebhookDelivery } from "../webhooks/deliveries";
 import { auditOf, change, coordinator, found, read } from "./coordinator-call";
 import { listPage } from "./pages";
 import { managementRouter } from "./router";

@@ -1,4 +1,4 @@
-import type { RateLimit } from "../coordinator/key-state";
+import type { RateLimit } from "../domain/key-state";
 import { selectPage, toPage, type Page, type PageRequest } from "./pagination";
 import { jsonOrNull, numberOrNull, stringOrNull, toJson } from "./rows";
 

@@ -1,4 +1,4 @@
-import type { KeyRecord, KeyState, KeyVersion, Rotation } from "../coordinator/key-state";
+import type { KeyRecord, KeyState, KeyVersion, Rotation } from "../domain/key-state";
 import { selectPage, toPage, type Page, type PageRequest } from "./pagination";
 import { jsonOrNull, numberOrNull, stringOrNull, toJson } from "./rows";
 
@@ -247,4 +247,13 @@ export async function openRotationsOfConsumer(
     .bind(consumerId)
     .all();
   return rows.results.map(rotationFromRow);
+}
+
+/** Whether D1 holds a version with this secret hash. */
+export async function secretKnown(db: D1Database, hash: string): Promise<boolean> {
+  const row = await db
+    .prepare("SELECT 1 AS found FROM key_versions WHERE secret_hash = ?")
+    .bind(hash)
+    .first();
+  return row !== null;
 }

@@ -1,4 +1,10 @@
-import type { HourlyUsage } from "../coordinator/usage-store";
+export interface HourlyUsage {
+  keyId: string;
+  version: number;
+  /** epoch ms of the hour's start */
+  hour: number;
+  requests: number;
+}
 
 /** Hourly request counts of a key from D1 `usage_hourly`, hours in [from, to). */
 export async function usageOfKey(

@@ -1,9 +1,9 @@
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from "jose";
 import type { Config } from "../config";
-import type { RateLimit } from "../coordinator/key-state";
+import type { RateLimit } from "../domain/key-state";
 import type { Bindings } from "../env";
-import type { SecretRecord } from "../store/kv-index";
-import { INVALID_KEY, KEY_EXPIRED, type Verdict } from "../edge/verdict";
+import type { SecretRecord } from "../domain/secret-record";
+import { INVALID_KEY, KEY_EXPIRED, type Verdict } from "../domain/verdict";
 import {
   CLOCK_TOLERANCE_SECONDS,
   MAX_JWT_LENGTH,

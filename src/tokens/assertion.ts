@@ -1,7 +1,7 @@
 import type { Config } from "../config";
 import type { Bindings } from "../env";
 import { ASSERTION_TTL_SECONDS, ASSERTION_TYPE } from "../origin/assertion-format.js";
-import type { SecretRecord } from "../store/kv-index";
+import type { SecretRecord } from "../domain/secret-record";
 import { signerOf } from "./token-signer";
 
 /**

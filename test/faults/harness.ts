@@ -10,7 +10,8 @@ import { limitsOf } from "../../src/coordinator/changes";
 import worker from "../../src/index";
 import { getConsumer } from "../../src/store/consumers";
 import { getKeyState } from "../../src/store/keys";
-import { projectVersion, secretKey, type SecretRecord } from "../../src/store/kv-index";
+import { projectVersion, type SecretRecord } from "../../src/domain/secret-record";
+import { secretKey } from "../../src/store/kv-index";
 import { intercepting, type FaultSwitch } from "../support/faults";
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { projectVersion } from "../../src/store/kv-index";
-import { recordDrift, upkeep, upkeepChanges } from "../../src/maintenance/key-upkeep";
+import { projectVersion } from "../../src/domain/secret-record";
+import { recordDrift, upkeep, upkeepChanges } from "../../src/domain/key-upkeep";
 import {
   GRACE_ENDING_LEAD_MS,
   KEY_EXPIRING_LEAD_MS,
@@ -25,7 +25,7 @@ import {
   ok,
   rotating,
   version,
-} from "../coordinator/fixtures";
+} from "../domain/fixtures";
 
 const NO_LIMITS = { rateLimit: null, monthlyQuota: null };
 

@@ -1,8 +1,8 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { runMaintenance } from "../../src/maintenance/run";
-import { IDEMPOTENCY_TTL_MS } from "../../src/routes/idempotency";
-import { WEBHOOK_DELIVERY_RETENTION_MS } from "../../src/store/webhooks";
+import { IDEMPOTENCY_TTL_MS } from "../../src/store/idempotency";
+import { WEBHOOK_DELIVERY_RETENTION_MS } from "../../src/webhooks/deliveries";
 import { admin, newConsumer } from "../support/api";
 import { failingStatements } from "../faults/harness";
 import { DAY } from "./support";

@@ -7,7 +7,8 @@ import {
 import { expect, vi } from "vitest";
 import worker from "../../src/index";
 import { hashSecret } from "../../src/keys/hash";
-import { secretKey, type SecretRecord } from "../../src/store/kv-index";
+import { secretKey } from "../../src/store/kv-index";
+import { type SecretRecord } from "../../src/domain/secret-record";
 import { admin, type Json } from "../support/api";
 
 /**

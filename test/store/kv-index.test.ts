@@ -1,14 +1,14 @@
 import { env } from "cloudflare:test";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MAX_EXPIRES_AT } from "../../src/coordinator/key-state";
+import { MAX_EXPIRES_AT } from "../../src/domain/key-state";
 import {
   EXPIRED_RETENTION_MS,
   KV_MAX_EXPIRATION,
   projectVersion,
-  writeProjection,
-} from "../../src/store/kv-index";
-import { DAY, keyRecord, version } from "../coordinator/fixtures";
+} from "../../src/domain/secret-record";
+import { writeProjection } from "../../src/store/kv-index";
+import { DAY, keyRecord, version } from "../domain/fixtures";
 
 /**
  * The KV expiration of a projected record: what workerd's KV binding takes (a signed 32-bit

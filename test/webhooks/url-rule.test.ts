@@ -1,6 +1,6 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { sendWebhook } from "../../src/coordinator/webhooks-sender";
+import { sendWebhook } from "../../src/webhooks/sender";
 import { admin, newKey } from "../support/api";
 import { consumerWithWebhook, deliverDue, endpoint, makeDue, received, stubOf } from "./support";
 

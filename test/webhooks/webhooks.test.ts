@@ -6,10 +6,10 @@ import {
   webhookEventsFor,
   webhookPayload,
   type AttemptOutcome,
-} from "../../src/coordinator/webhooks";
-import { signedHeaders } from "../../src/coordinator/webhooks-sender";
-import { generateWebhookSecret } from "../../src/coordinator/webhooks-secrets";
-import type { KeyState, Rotation } from "../../src/coordinator/key-state";
+} from "../../src/webhooks/events";
+import { signedHeaders } from "../../src/webhooks/sender";
+import { generateWebhookSecret } from "../../src/webhooks/signing-secrets";
+import type { KeyState, Rotation } from "../../src/domain/key-state";
 import type { AuditEvent } from "../../src/store/audit";
 import { Webhook } from "standardwebhooks";
 

@@ -1,5 +1,40 @@
-import type { RouteRule } from "../config";
-import { loosePath } from "./canonical-path";
+import { z } from "zod";
+import { REQUIRED_SCOPE_PATTERN } from "../keys/scopes";
+import { canonicalPath, loosePath } from "./canonical-path";
+
+/**
+ * One entry of `ROUTE_RULES` (README, "ROUTE_RULES"). Its path is kept in canonical form (the
+ * form request paths are matched in), and a rule is either public or demands something.
+ */
+export const RouteRuleSchema = z
+  .strictObject({
+    method: z
+      .string()
+      .regex(/^[A-Za-z]+$/)
+      .transform((m) => m.toUpperCase())
+      .optional(),
+    path: z
+      .string()
+      .startsWith("/")
+      .max(1024)
+      .transform((path, ctx) => {
+        const star = path.endsWith("*");
+        const canonical = canonicalPath(star ? path.slice(0, -1) : path);
+        if (canonical === null) {
+          ctx.addIssue({ code: "custom", message: `path ${path} has a spelling that is refused` });
+          return z.NEVER;
+        }
+        return star ? canonical + "*" : canonical;
+      }),
+    scopes: z.array(z.string().regex(REQUIRED_SCOPE_PATTERN)).max(32).optional(),
+    public: z.boolean().optional(),
+    strict: z.boolean().optional(),
+    deny: z.boolean().optional(),
+  })
+  .refine((rule) => !(rule.public && (rule.scopes?.length || rule.strict || rule.deny)), {
+    message: "a public rule cannot also demand scopes, strict or deny",
+  });
+export type RouteRule = z.output<typeof RouteRuleSchema>;
 
 /**
  * `ROUTE_RULES` matching on the canonical path: the first rule whose method and path match

@@ -1,6 +1,6 @@
-import type { AttemptOutcome, DeliveryProgress, DeliveryStatus } from "../coordinator/webhooks";
-import { selectPage, toPage, type Page, type PageRequest } from "./pagination";
-import { numberOrNull, stringOrNull } from "./rows";
+import type { AttemptOutcome, DeliveryProgress, DeliveryStatus } from "./events";
+import { selectPage, toPage, type Page, type PageRequest } from "../store/pagination";
+import { numberOrNull, stringOrNull } from "../store/rows";
 
 /**
  * D1 `webhook_deliveries`: one row per delivery of an event to a consumer's webhookUrl, with

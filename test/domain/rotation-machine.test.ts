@@ -1,16 +1,11 @@
 /**
- * The pure rotation state machine (src/coordinator/rotation-machine.ts and key-state.ts):
+ * The pure rotation state machine (src/domain/rotation-machine.ts and key-state.ts):
  * every transition and every state, then fast-check properties over random operation
  * sequences. Times are epoch milliseconds; `T0` is an arbitrary round instant.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  findVersion,
-  verifiesAt,
-  versionStatus,
-  type KeyState,
-} from "../../src/coordinator/key-state";
+import { findVersion, verifiesAt, versionStatus, type KeyState } from "../../src/domain/key-state";
 import {
   completeRotation,
   extendRotation,
@@ -23,7 +18,7 @@ import {
   settle,
   startRotation,
   type Transition,
-} from "../../src/coordinator/rotation-machine";
+} from "../../src/domain/rotation-machine";
 import {
   DAY,
   HOUR,

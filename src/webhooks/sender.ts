@@ -1,7 +1,7 @@
 import { Webhook } from "standardwebhooks";
 import { VERSION } from "../version";
-import { webhookUrlProblem } from "../webhooks/webhook-url";
-import { WEBHOOK_TIMEOUT_MS, type AttemptOutcome } from "./webhooks";
+import { webhookUrlProblem } from "./webhook-url";
+import { WEBHOOK_TIMEOUT_MS, type AttemptOutcome } from "./events";
 
 export interface WebhookMessage {
   /** the `webhook-id`: the same on every attempt and redelivery of an event */

@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { RouteRuleSchema } from "../../src/config";
-import { canonicalPath, loosePath } from "../../src/edge/canonical-path";
-import { compileRules, matchRule } from "../../src/edge/route-rules";
+import { RouteRuleSchema } from "../../src/rules/route-rules";
+import { canonicalPath, loosePath } from "../../src/rules/canonical-path";
+import { compileRules, matchRule } from "../../src/rules/route-rules";
 
 describe("canonicalPath", () => {
   it.each([

@@ -1,6 +1,6 @@
-import type { KeyState } from "../coordinator/key-state";
-import { settle, type DomainEvent, type Transition } from "../coordinator/rotation-machine";
-import type { SecretRecord } from "../store/kv-index";
+import type { KeyState } from "./key-state";
+import { settle, type DomainEvent, type Transition } from "./rotation-machine";
+import type { SecretRecord } from "./secret-record";
 
 /**
  * What scheduled maintenance does to one key inside its coordinator: pure values, no I/O. The

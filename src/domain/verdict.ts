@@ -1,5 +1,5 @@
 import { constantTimeEqual } from "../keys/hash";
-import type { SecretRecord } from "../store/kv-index";
+import type { SecretRecord } from "./secret-record";
 
 /** What the front door concludes about a presented secret. Pure. */
 export type Verdict =

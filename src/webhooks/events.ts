@@ -1,5 +1,5 @@
 import type { AuditEvent } from "../store/audit";
-import type { KeyState, Rotation } from "./key-state";
+import type { KeyState, Rotation } from "../domain/key-state";
 
 /**
  * Webhooks to consumers, the pure part: which changes become which events, the payload that

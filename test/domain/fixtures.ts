@@ -3,13 +3,13 @@
  * defaults, so each test only spells out what it is about.
  */
 import { expect } from "vitest";
-import type { KeyRecord, KeyState, KeyVersion, Rotation } from "../../src/coordinator/key-state";
+import type { KeyRecord, KeyState, KeyVersion, Rotation } from "../../src/domain/key-state";
 import {
   startRotation,
   type StartRotationInput,
   type Transition,
   type TransitionError,
-} from "../../src/coordinator/rotation-machine";
+} from "../../src/domain/rotation-machine";
 
 export const SECOND = 1000;
 export const MINUTE = 60 * SECOND;

@@ -1,17 +1,34 @@
-import type { KeyState } from "../coordinator/key-state";
-import type { Limits } from "../coordinator/limits";
-import { projectVersion, readSecretRecord, secretKey } from "../store/kv-index";
-import { recordDrift, type Drift } from "./key-upkeep";
-import type { Orphan, RecordFix } from "./plan";
-import { secretKnown } from "./queries";
+import type { KeyState } from "../domain/key-state";
+import type { Limits } from "../domain/limits";
+import { projectVersion } from "../domain/secret-record";
+import { readSecretRecord, secretKey } from "../store/kv-index";
+import { recordDrift, type Drift } from "../domain/key-upkeep";
+import { secretKnown } from "../store/keys";
 
-export { upkeep, upkeepChanges } from "./key-upkeep";
+export { upkeep, upkeepChanges } from "../domain/key-upkeep";
 
 /**
  * The coordinator's side of scheduled maintenance: what a run asks one consumer's
  * `KeyCoordinator.maintain` to do, what it answers, and the KV reads it makes under the
  * coordinator's lock (so no change of the key interleaves with a fix).
  */
+
+/** A KV record whose secret D1 does not hold, with what the record says of itself. */
+export interface Orphan {
+  hash: string;
+  keyId: string | null;
+  version: number | null;
+}
+
+/** A KV record a run fixed: written (`missing`, `stale`) or removed (`retired`, `orphan`). */
+export interface RecordFix {
+  consumerId: string | null;
+  keyId: string | null;
+  version: number | null;
+  drift: Drift | "orphan";
+  /** KV refused the write: the coordinator's alarm retries it (docs/storage.md) */
+  queued: boolean;
+}
 
 export interface MaintenanceRequest {
   /** keys to settle and expire by time and whose KV records to make match D1 */
