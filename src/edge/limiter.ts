@@ -120,13 +120,7 @@ function refill(
   const returned =
     lease.unused > 0 && lease.month !== null ? { month: lease.month, count: lease.unused } : null;
   lease.refill ??= coordinatorOf(env, record.consumerId)
-    .lease(
-      record.consumerId,
-      record.keyId,
-      limits,
-      Math.max(leaseSize(limits), lease.waiting + 1),
-      returned,
-    )
+    .lease(record.keyId, limits, Math.max(leaseSize(limits), lease.waiting + 1), returned)
     .then((result) => {
       if (returned) lease.unused -= returned.count;
       apply(lease, result);

@@ -27,7 +27,7 @@ export async function flushUsage(env: Bindings, consumerId: string): Promise<voi
   pending.delete(consumerId);
   const reports = [...batch.values()];
   try {
-    const changed = await coordinatorOf(env, consumerId).recordUsage(consumerId, reports);
+    const changed = await coordinatorOf(env, consumerId).recordUsage(reports);
     for (const keyId of changed) forgetKey(keyId);
   } catch (error) {
     logError("usage_report_failed", { consumerId, error });

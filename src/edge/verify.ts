@@ -92,11 +92,7 @@ async function verifyWithStorage(
   }
   if (strict && record !== null) {
     try {
-      record = await coordinatorOf(env, record.consumerId).checkSecret(
-        record.consumerId,
-        keyId,
-        hash,
-      );
+      record = await coordinatorOf(env, record.consumerId).checkSecret(keyId, hash);
     } catch (error) {
       logError("coordinator_failed", { keyId, error });
       throw new KeygateError("unavailable", {
@@ -137,7 +133,6 @@ async function checkTokenWithCoordinator(
   let current: SecretRecord | null;
   try {
     current = await coordinatorOf(env, record.consumerId).checkVersion(
-      record.consumerId,
       record.keyId,
       record.version,
     );

@@ -314,11 +314,7 @@ async function dispatch(
       const { consumerId, keyIds, orphans } = next;
       let outcome: MaintenanceOutcome;
       try {
-        outcome = await coordinatorOf(env, consumerId).maintain(
-          consumerId,
-          { keyIds, orphans },
-          audit,
-        );
+        outcome = await coordinatorOf(env, consumerId).maintain({ keyIds, orphans }, audit);
       } catch (error) {
         report.failures.push({
           step: "coordinator",
@@ -456,7 +452,6 @@ async function recordNotice(
  */
 async function announce(env: Bindings, notice: UnemittedNotice): Promise<string | null> {
   const result = await coordinatorOf(env, notice.consumerId).emitEvent(
-    notice.consumerId,
     notice.kind,
     webhookDataOf(notice.keyId, notice.details) as WebhookEventData,
     { eventId: notice.auditEventId, at: notice.sentAt },

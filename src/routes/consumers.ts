@@ -153,7 +153,6 @@ export const consumerRoutes = managementRouter()
     const created = await change(async () => ({
       ok: true as const,
       value: await coordinator(c, id).createConsumer(
-        id,
         {
           name: input.name,
           metadata: input.metadata ?? null,
@@ -183,12 +182,12 @@ export const consumerRoutes = managementRouter()
     const { id } = c.req.valid("param");
     const patch = c.req.valid("json");
     refuseOwnHost(c, patch.webhookUrl);
-    const updated = await change(() => coordinator(c, id).updateConsumer(id, patch, auditOf(c)));
+    const updated = await change(() => coordinator(c, id).updateConsumer(patch, auditOf(c)));
     return c.json(withSecret(updated), 200);
   })
   .openapi(remove, async (c) => {
     const { id } = c.req.valid("param");
-    const result = await change(() => coordinator(c, id).deleteConsumer(id, auditOf(c)));
+    const result = await change(() => coordinator(c, id).deleteConsumer(auditOf(c)));
     forgetConsumer(id);
     for (const keyId of result.revokedKeys) forgetKey(keyId);
     return c.json({ id, deleted: true as const, revokedKeys: result.revokedKeys }, 200);

@@ -171,7 +171,6 @@ export const keyRoutes = managementRouter()
     const issued = await change(
       () =>
         coordinator(c, id).createKey(
-          id,
           {
             name: input.name ?? null,
             scopes: input.scopes,
@@ -209,7 +208,6 @@ export const keyRoutes = managementRouter()
     const updated = await change(
       () =>
         coordinator(c, state.key.consumerId).updateKey(
-          state.key.consumerId,
           id,
           { ...patch, expiresAt: patch.expiresAt === undefined ? undefined : ms(patch.expiresAt) },
           auditOf(c),
@@ -236,7 +234,6 @@ export const keyRoutes = managementRouter()
     const issued = await change(
       () =>
         coordinator(c, state.key.consumerId).rotateKey(
-          state.key.consumerId,
           id,
           { ...input, expiresAt: input.expiresAt === undefined ? undefined : ms(input.expiresAt) },
           auditOf(c),
@@ -276,13 +273,7 @@ export const keyRoutes = managementRouter()
     const state = await loadKey(c.env.DB, id);
     const reason = c.req.valid("json").reason ?? null;
     const revoked = await change(
-      () =>
-        coordinator(c, state.key.consumerId).revokeKey(
-          state.key.consumerId,
-          id,
-          reason,
-          auditOf(c),
-        ),
+      () => coordinator(c, state.key.consumerId).revokeKey(id, reason, auditOf(c)),
       id,
     );
     return c.json(settledView(revoked), 200);

@@ -95,9 +95,7 @@ export async function rotationReports(
   const api = coordinator(c, state.key.consumerId);
   let usage: RotationUsage[];
   try {
-    usage = await Promise.all(
-      current.map((rotation) => api.rotationUsage(rotation.consumerId, rotation)),
-    );
+    usage = await Promise.all(current.map((rotation) => api.rotationUsage(rotation)));
   } catch (error) {
     logError("coordinator_call_failed", { error });
     throw new KeygateError("unavailable", { detail: "Usage is unavailable; try again." });
@@ -121,19 +119,14 @@ export const rotationRoutes = managementRouter()
     const [report] = await rotationReports(c, found(state, "key"), [found(rotation, "rotation")]);
     return c.json(report!, 200);
   })
-  .openapi(complete, (c) =>
-    rotationAction(c, (api, r, audit) => api.completeRotation(r.consumerId, r.id, audit)),
-  )
-  .openapi(rollback, (c) =>
-    rotationAction(c, (api, r, audit) => api.rollbackRotation(r.consumerId, r.id, audit)),
-  )
+  .openapi(complete, (c) => rotationAction(c, (api, r, audit) => api.completeRotation(r.id, audit)))
+  .openapi(rollback, (c) => rotationAction(c, (api, r, audit) => api.rollbackRotation(r.id, audit)))
   .openapi(extend, async (c) => {
     const rotation = await loadRotation(c.env.DB, c.req.valid("param").id);
     const { gracePeriodSeconds } = c.req.valid("json") as z.infer<typeof ExtendSchema>;
     const done = await change(
       () =>
         coordinator(c, rotation.consumerId).extendRotation(
-          rotation.consumerId,
           rotation.id,
           gracePeriodSeconds,
           auditOf(c),

@@ -100,7 +100,7 @@ export const signingKeyRoutes = managementRouter()
         },
       });
     }
-    // this isolate sees the new ring at once; others within the bounds in README "Tokens"
+    // this isolate sees the new ring at once; others within the bounds in docs/security.md, "Revocation and propagation bounds"
     forgetJwks();
     if (outcome.dropped.length > 0) forgetAssertions(outcome.dropped);
     return c.json(view(outcome.ring), 200);

@@ -77,7 +77,7 @@ export const usageRoutes = managementRouter().openapi(usage, async (c) => {
   await flushUsage(c.env, consumerId);
   const [stored, pending] = await Promise.all([
     read(() => usageOfKey(c.env.DB, id, from, to)),
-    read(() => coordinator(c, consumerId).pendingUsage(consumerId, id)),
+    read(() => coordinator(c, consumerId).pendingUsage(id)),
   ]);
   const items = byHour([...stored, ...pending.filter((h) => h.hour >= from && h.hour < to)]);
   return c.json(

@@ -159,7 +159,7 @@ export const webhookRoutes = managementRouter()
   .openapi(redeliver, async (c) => {
     const { id, deliveryId } = c.req.valid("param");
     const delivery = await change(() =>
-      coordinator(c, id).redeliverWebhook(id, deliveryId, auditOf(c)),
+      coordinator(c, id).redeliverWebhook(deliveryId, auditOf(c)),
     );
     return c.json(deliveryView(delivery), 202);
   })
@@ -168,7 +168,6 @@ export const webhookRoutes = managementRouter()
     const body = c.req.valid("json") as z.infer<typeof RotateSecretSchema> | undefined;
     const rotated = await change(() =>
       coordinator(c, id).rotateWebhookSecret(
-        id,
         body?.keepPreviousSeconds ?? DEFAULT_KEEP_PREVIOUS_SECONDS,
         auditOf(c),
       ),

@@ -3,7 +3,7 @@ import { REQUIRED_SCOPE_PATTERN } from "../keys/scopes";
 import { canonicalPath, loosePath } from "./canonical-path";
 
 /**
- * One entry of `ROUTE_RULES` (README, "ROUTE_RULES"). Its path is kept in canonical form (the
+ * One entry of `ROUTE_RULES` (docs/front-door.md, "Route rules"). Its path is kept in canonical form (the
  * form request paths are matched in), and a rule is either public or demands something.
  */
 export const RouteRuleSchema = z

@@ -1,6 +1,6 @@
 /**
  * How long a published signing key takes to reach every verifier: the bounds the rotation
- * schedule is built on. Pure constants; README "Tokens" explains them.
+ * schedule is built on. Pure constants; docs/tokens.md, "Signing keys: JWKS and rotation", explains them.
  */
 
 /** How long an isolate trusts its copy of the JWKS before reading it again. */

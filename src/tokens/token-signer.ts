@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from "jose";
 import { configFor } from "../config";
-import { SerialQueue } from "../coordinator/serial-queue";
+import { SerialQueue } from "../serial-queue";
 import type { Bindings } from "../env";
 import { newId } from "../keys/random";
 import { ASSERTION_TTL_SECONDS, CLOCK_TOLERANCE_SECONDS } from "../origin/assertion-format.js";

@@ -177,7 +177,7 @@ describe("front door: route rules and scopes", () => {
     expect((await withKey(issued.key, "/anything")).status).toBe(200); // now cached
     // revoke behind this isolate's back: straight through the coordinator, no cache drop here
     const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(issued.consumerId));
-    await stub.revokeKey(issued.consumerId, issued.id, "test", { actor: "test", requestId: null });
+    await stub.revokeKey(issued.id, "test", { actor: "test", requestId: null });
     expect((await withKey(issued.key, "/trade/order", { method: "POST", body: "{}" })).status).toBe(
       401,
     );

@@ -235,7 +235,7 @@ describe("the method a rule matched is the method the origin acts on", () => {
   it("the origin is told the method the rule matched, whatever the client claims", async () => {
     const { key } = await newKey(["trade:write"]);
     // Keygate never reads a body: a `_method` field is the origin's to refuse, and the
-    // X-Keygate-Method header is what it compares with (README, "Security model")
+    // X-Keygate-Method header is what it compares with (docs/security.md)
     const res = await send("/trade/x", {
       method: "POST",
       headers: {

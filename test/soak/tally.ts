@@ -10,7 +10,7 @@ export const VIOLATION_KINDS = {
   valid_refused: "a secret the model says verifies was refused (not 429)",
   valid_429: "a secret the model says verifies got 429 (the address guard, being fixed)",
   wrong_identity: "a 2xx that names another key or version than the secret's",
-  grace_headers: "Deprecation / Sunset do not match the model (README, Rotation semantics)",
+  grace_headers: "Deprecation / Sunset do not match the model (docs/rotation.md)",
   retired_accepted: "a secret the model says is retired was let through",
   retired_wrong_refusal: "a retired secret refused with something other than 401",
   garbage_accepted: "a garbage credential was let through",

@@ -177,7 +177,6 @@ describe("webhooks: events and signatures", () => {
     const stub = stubOf(consumer.id);
     const emit = () =>
       stub.emitEvent(
-        consumer.id,
         "key.expiring",
         { keyId: key.id, version: 1, expiresAt },
         { eventId: `expiring:${key.id}:1` },
@@ -211,14 +210,14 @@ describe("webhooks: events and signatures", () => {
     const consumer = await consumerWithWebhook();
     const stub = stubOf(consumer.id);
     expect(
-      await stub.emitEvent(consumer.id, "key.expiring", { keyId: "k", version: 1, secret: "x" }),
+      await stub.emitEvent("key.expiring", { keyId: "k", version: 1, secret: "x" }),
     ).toMatchObject({
       ok: false,
       code: "validation_failed",
       detail: expect.stringContaining("never carries"),
     });
     expect(
-      await stub.emitEvent(consumer.id, "key.exploded" as "key.expiring", {
+      await stub.emitEvent("key.exploded" as "key.expiring", {
         keyId: "k",
         version: 1,
       }),
@@ -228,9 +227,10 @@ describe("webhooks: events and signatures", () => {
 
   it("emitEvent enqueues nothing for a consumer without a webhookUrl", async () => {
     const quiet = (await admin.post("/consumers", { name: "Quiet" })).body.id as string;
-    expect(
-      await stubOf(quiet).emitEvent(quiet, "key.rotation_due", { keyId: "k", version: 1 }),
-    ).toEqual({ ok: true, value: { deliveryId: null, enqueued: false } });
+    expect(await stubOf(quiet).emitEvent("key.rotation_due", { keyId: "k", version: 1 })).toEqual({
+      ok: true,
+      value: { deliveryId: null, enqueued: false },
+    });
     const count = await env.DB.prepare(
       "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE consumer_id = ?",
     )
