@@ -86,6 +86,7 @@ export function span(ms: number): string {
 export const mark = {
   ok: pc.green("✓"),
   fail: pc.red("✗"),
+  warn: pc.yellow("!"),
   skip: pc.dim("-"),
 };
 
