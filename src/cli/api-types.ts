@@ -1,6 +1,8 @@
 /**
  * The management API's JSON, as the CLI reads it (the OpenAPI document at
  * `/_keygate/openapi.json` is the full description; src/routes/schemas.ts defines it).
+ * The types whose schemas src/routes exports are proven equal to them by the Worker's
+ * typecheck (test/cli/api-types.ts); they cannot be imported here, see there why.
  */
 
 export interface Page<T> {
@@ -139,10 +141,7 @@ export interface RotatedWebhookSecret {
   previousSecretRetiresAt: string | null;
 }
 
-/**
- * The report of `POST /maintenance/run` (src/routes/maintenance.ts). A copy, unlike
- * VerifyResult: the Worker's type is inferred from a zod schema the Node typecheck cannot load.
- */
+/** The report of `POST /maintenance/run` (src/routes/maintenance.ts). */
 export interface MaintenanceReport {
   startedAt: string;
   finishedAt: string;

@@ -50,9 +50,9 @@ export function printSecret(secret: string, what = "the secret"): void {
   note(pc.yellow(`This is the only time ${what} is shown: store it now.`));
 }
 
-/** A rate limit as table text, e.g. `100/60s`; null for none. */
+/** A rate limit as table text, e.g. `100/1m`, `1000/1d`; null for none. */
 export function rateLimitText(rateLimit: RateLimit | null): string | null {
-  return rateLimit ? `${rateLimit.limit}/${rateLimit.periodSeconds}s` : null;
+  return rateLimit ? `${rateLimit.limit}/${duration(rateLimit.periodSeconds)}` : null;
 }
 
 /** `label  value` pairs, labels aligned. */
@@ -74,6 +74,27 @@ export function ago(at: string | null | undefined, now = Date.now()): string {
   return `${span(now - Date.parse(at))} ago`;
 }
 
+/**
+ * A configured number of seconds, exactly, in days, hours, minutes and seconds: `90s` is
+ * `1m 30s`, `3600` is `1h`, `8902800` is `103d 1h`. (For how long ago or until, see `span`.)
+ */
+export function duration(seconds: number): string {
+  let rest = Math.max(0, Math.round(seconds));
+  if (rest === 0) return "0s";
+  const parts: string[] = [];
+  for (const [unit, size] of [
+    ["d", 86_400],
+    ["h", 3600],
+    ["m", 60],
+    ["s", 1],
+  ] as const) {
+    const count = Math.floor(rest / size);
+    if (count > 0) parts.push(`${count}${unit}`);
+    rest -= count * size;
+  }
+  return parts.join(" ");
+}
+
 /** A duration in milliseconds, roughly, in its largest unit (`45s`, `3m`, `2h`, `6d`). */
 export function span(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -86,6 +107,7 @@ export function span(ms: number): string {
 export const mark = {
   ok: pc.green("✓"),
   fail: pc.red("✗"),
+  warn: pc.yellow("!"),
   skip: pc.dim("-"),
 };
 

@@ -48,6 +48,9 @@ if (command.startsWith("kv namespace create")) {
   console.log("✅ Successfully created DB 'keygate'\\nCreated your new D1 database.\\n\\n[[d1_databases]]\\nbinding = \\"keygate\\"\\ndatabase_name = \\"keygate\\"\\ndatabase_id = \\"${D1_ID}\\"");
 } else if (command.startsWith("d1 migrations list")) {
   console.log("✅ No migrations to apply!");
+} else if (command.startsWith("secret list")) {
+  const names = (process.env.FAKE_WRANGLER_SECRETS ?? "ADMIN_TOKEN").split(",");
+  console.log(JSON.stringify(names.map((name) => ({ name, type: "secret_text" })), null, "  "));
 } else {
   console.log("✨ Success!");
 }
@@ -59,7 +62,7 @@ interface WranglerCall {
 }
 
 /** A stand-in wrangler in its own directory; `calls()` reads what it was asked. */
-async function fakeWrangler(fail?: string) {
+async function fakeWrangler(fail?: string, secrets?: string[]) {
   const dir = await mkdtemp(join(tmpdir(), "keygate-fake-wrangler-"));
   scratchDirs.push(dir);
   const script = join(dir, "wrangler.mjs");
@@ -71,6 +74,7 @@ async function fakeWrangler(fail?: string) {
       KEYGATE_WRANGLER: script,
       FAKE_WRANGLER_LOG: log,
       ...(fail ? { FAKE_WRANGLER_FAIL: fail } : {}),
+      ...(secrets ? { FAKE_WRANGLER_SECRETS: secrets.join(",") } : {}),
     },
     async calls(): Promise<WranglerCall[]> {
       const text = await readFile(log, "utf8");
@@ -92,7 +96,8 @@ interface SetupReport {
 
 interface DoctorReport {
   ok: boolean;
-  checks: { name: string; ok: boolean | null; detail: string }[];
+  warnings: number;
+  checks: { name: string; ok: boolean | null; detail: string; warn?: true }[];
 }
 
 const runs = (report: SetupReport) =>
@@ -226,6 +231,13 @@ describe("keygate setup --remote", () => {
       env: wrangler.env,
     });
     expect(doctor.code, doctor.stdout).toBe(0);
+    // ...but says that wrangler.toml as shipped deploys the echo origin with no rules
+    const doctorReport = JSON.parse(doctor.stdout) as DoctorReport;
+    expect(doctorReport.warnings).toBe(2);
+    expect(doctorReport.checks.filter((c) => c.warn).map((c) => c.name)).toEqual([
+      "ROUTE_RULES",
+      "ORIGIN_URL reachable",
+    ]);
     expect((await wrangler.calls()).at(-1)!.args.join(" ")).toBe("d1 migrations list DB --remote");
   });
 
@@ -241,6 +253,109 @@ describe("keygate setup --remote", () => {
       "kv namespace create KEYS",
       "d1 create keygate",
     ]);
+  });
+});
+
+/** A scratch project whose wrangler.toml [vars] also holds `lines`, set up for --remote. */
+async function deployedProject(lines: string[], devVars?: string): Promise<string> {
+  const dir = await scratchProject();
+  const path = join(dir, "wrangler.toml");
+  const toml = (await readFile(path, "utf8"))
+    .replace("00000000000000000000000000000000", KV_ID)
+    .replace("00000000-0000-0000-0000-000000000000", D1_ID)
+    .replace(
+      '[vars]\nKEY_PREFIX = "kg"\n',
+      ["[vars]", 'KEY_PREFIX = "kg"', ...lines, ""].join("\n"),
+    );
+  await writeFile(path, toml);
+  if (devVars !== undefined) await writeFile(join(dir, ".dev.vars"), devVars);
+  return dir;
+}
+
+async function doctorRemote(dir: string, wrangler: { env: Record<string, string> }) {
+  const json = await keygate(["doctor", "--remote", "--no-api", "--json"], {
+    cwd: dir,
+    env: wrangler.env,
+  });
+  const human = await keygate(["doctor", "--remote", "--no-api"], { cwd: dir, env: wrangler.env });
+  const report = JSON.parse(json.stdout) as DoctorReport;
+  const check = (name: string) => report.checks.find((c) => c.name === name)!;
+  return { code: json.code, report, human, check };
+}
+
+describe("keygate doctor --remote: what the deployment will run with", () => {
+  it("warns, without failing, on an empty ORIGIN_URL and rules that are only in .dev.vars", async () => {
+    const dir = await deployedProject(
+      ['ORIGIN_URL = ""'],
+      `ORIGIN_URL="http://127.0.0.1:${CLOSED_PORT}"\nROUTE_RULES='[{"path":"/prices/*","scopes":["prices:read"]}]'\n`,
+    );
+    const { code, report, human, check } = await doctorRemote(dir, await fakeWrangler());
+    expect(code, human.stdout).toBe(0);
+    expect(report).toMatchObject({ ok: true, warnings: 2 });
+    expect(check("ROUTE_RULES")).toMatchObject({ ok: true, warn: true });
+    expect(check("ROUTE_RULES").detail).toContain("only in .dev.vars");
+    expect(check("ROUTE_RULES").detail).toContain("any key reaches all of the origin");
+    expect(check("ORIGIN_URL reachable")).toMatchObject({ ok: true, warn: true });
+    expect(check("ORIGIN_URL reachable").detail).toContain("built-in echo origin");
+    expect(check("ORIGIN_URL reachable").detail).toContain(
+      `.dev.vars sets http://127.0.0.1:${CLOSED_PORT}`,
+    );
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/^! ROUTE_RULES\s+only in \.dev\.vars/m);
+    expect(human.stdout).toMatch(/^! ORIGIN_URL reachable\s+not set/m);
+    expect(human.stdout).not.toContain("all checks passed");
+    expect(human.stdout).toMatch(/^no check failed, 2 warnings$/m);
+  });
+
+  it("warns on a [vars] ROUTE_RULES that holds no rules", async () => {
+    const dir = await deployedProject(["ROUTE_RULES = '[]'"]);
+    const { code, check } = await doctorRemote(dir, await fakeWrangler());
+    expect(code).toBe(0);
+    expect(check("ROUTE_RULES")).toMatchObject({ ok: true, warn: true });
+    expect(check("ROUTE_RULES").detail).toContain("[vars] holds an empty list");
+  });
+
+  it("passes with no warning when rules and origin are in [vars]", async () => {
+    const origin = await startOrigin();
+    try {
+      const dir = await deployedProject([
+        `ORIGIN_URL = "${origin.url}"`,
+        `ROUTE_RULES = '[{"path":"/prices/*","scopes":["prices:read"]}]'`,
+      ]);
+      const { code, report, human } = await doctorRemote(dir, await fakeWrangler());
+      expect(code).toBe(0);
+      expect(report.warnings).toBe(0);
+      expect(report.checks.filter((c) => c.ok === false || c.warn)).toEqual([]);
+      expect(human.stdout).toContain("all checks passed");
+    } finally {
+      await origin.close();
+    }
+  });
+
+  it("takes rules and origin set as secrets as set, unread", async () => {
+    const dir = await deployedProject([]);
+    const wrangler = await fakeWrangler(undefined, ["ADMIN_TOKEN", "ROUTE_RULES", "ORIGIN_URL"]);
+    const { code, report, check } = await doctorRemote(dir, wrangler);
+    expect(code).toBe(0);
+    expect(report.warnings).toBe(0);
+    expect(check("ROUTE_RULES")).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining("secret"),
+    });
+    expect(check("ORIGIN_URL reachable")).toMatchObject({ ok: null });
+    expect((await wrangler.calls()).map((c) => c.args.join(" "))).toContain(
+      "secret list --format json",
+    );
+  });
+
+  it("says when the secrets could not be listed", async () => {
+    const dir = await deployedProject([]);
+    const { code, check } = await doctorRemote(dir, await fakeWrangler("secret list"));
+    expect(code).toBe(0);
+    expect(check("ROUTE_RULES").warn).toBe(true);
+    expect(check("ROUTE_RULES").detail).toContain(
+      "the secrets could not be listed: wrangler secret list --format json failed, exit 1",
+    );
   });
 });
 

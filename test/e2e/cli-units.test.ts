@@ -5,6 +5,8 @@ import { parseDevVars } from "../../src/cli/dev-vars.js";
 import { idleVerdict, observe } from "../../src/cli/idle-watch.js";
 import type { MaintenanceReport, Rotation } from "../../src/cli/api-types.js";
 import { reportLines } from "../../src/cli/commands/maintenance.js";
+import { rotationFields } from "../../src/cli/commands/rotations.js";
+import { duration, rateLimitText } from "../../src/cli/output.js";
 import { withBindingField } from "../../src/cli/wrangler-config.js";
 import { d1IdFrom, kvIdFrom, pendingMigrationsFrom } from "../../src/cli/wrangler.js";
 
@@ -76,6 +78,26 @@ describe("argument parsing", () => {
       "2026-01-01T00:00:00.000Z",
     );
     expect(() => parseTime(1)("tomorrow")).toThrow(/ISO-8601/);
+  });
+});
+
+describe("durations for people", () => {
+  it("says a number of seconds in days, hours, minutes and seconds", () => {
+    expect(duration(8_902_800)).toBe("103d 1h");
+    expect(duration(7_776_000)).toBe("90d");
+    expect(duration(5400)).toBe("1h 30m");
+    expect(duration(90)).toBe("1m 30s");
+    expect(duration(1)).toBe("1s");
+    expect(duration(0)).toBe("0s");
+  });
+
+  it("shows rate-limit periods and idle windows as durations", () => {
+    expect(rateLimitText({ limit: 100, periodSeconds: 60 })).toBe("100/1m");
+    expect(rateLimitText({ limit: 1000, periodSeconds: 86_400 })).toBe("1000/1d");
+    const lines = rotationFields({ ...rotation(0, 0), completeWhenIdleSeconds: 5400 }).map((l) =>
+      stripVTControlCharacters(l),
+    );
+    expect(lines).toContainEqual(expect.stringMatching(/^complete when idle\s+1h 30m$/));
   });
 });
 

@@ -1,16 +1,16 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { cp, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensureAdminToken } from "../../scripts/start.mjs";
+import { CRON_NOTE, ensureAdminToken, migrationSummary } from "../../scripts/start.mjs";
 import { freePort, managementApi, request, sleep, waitFor } from "./support/http.js";
 import { ROOT } from "./support/worker.js";
 
 /**
  * `npm start` as a new user runs it: in a fresh copy of the project (sharing node_modules), it
  * writes `.dev.vars`, applies the migrations to a local D1 and serves the Worker with wrangler
- * dev, with no Cloudflare account and no network.
+ * dev, with no Cloudflare account and no network; killing npm stops every process it started.
  */
 
 const TOKEN_LINE = /^ADMIN_TOKEN="(kgadmin_[A-Za-z0-9_-]{32})"$/m;
@@ -67,28 +67,81 @@ describe("npm start: ADMIN_TOKEN in .dev.vars", () => {
   });
 });
 
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.pid === undefined) return resolve();
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        // already gone
-      }
-      resolve();
-    }, 10_000);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {
-      clearTimeout(timer);
-      resolve();
-    }
+/** What wrangler 4 prints applying two migrations: the pending list, then a table per step. */
+const APPLY_OUTPUT = `
+ ⛅️ wrangler 4.86.0
+Migrations to be applied:
+┌───────────────┐
+│ name          │
+├───────────────┤
+│ 0001_core.sql │
+├───────────────┤
+│ 0002_more.sql │
+└───────────────┘
+🚣 18 commands executed successfully.
+┌───────────────┬────────┐
+│ name          │ status │
+├───────────────┼────────┤
+│ 0001_core.sql │ ✅     │
+├───────────────┼────────┤
+│ 0002_more.sql │ 🕒️    │
+└───────────────┴────────┘
+🚣 5 commands executed successfully.
+┌───────────────┬────────┐
+│ name          │ status │
+├───────────────┼────────┤
+│ 0001_core.sql │ ✅     │
+├───────────────┼────────┤
+│ 0002_more.sql │ ✅     │
+└───────────────┴────────┘
+`;
+
+describe("npm start: the migrations it applied", () => {
+  it("shows one table, the last, with every migration's status", () => {
+    const summary = migrationSummary(APPLY_OUTPUT);
+    expect(summary.match(/┌/g)).toHaveLength(1);
+    expect(summary).toContain("│ 0002_more.sql │ ✅     │");
+    expect(summary).not.toContain("🕒");
+    expect(summary).not.toContain("wrangler 4.86.0");
   });
+
+  it("says in one line that the database is up to date", () => {
+    expect(migrationSummary("\n ⛅️ wrangler 4.86.0\n✅ No migrations to apply!\n")).toBe(
+      "keygate: the local D1 database is up to date (no migrations to apply)",
+    );
+  });
+
+  it("passes output it does not recognise through whole", () => {
+    expect(migrationSummary("something else\n")).toBe("something else");
+  });
+});
+
+/** The processes of a process group that have not exited (zombies are gone but unreaped). */
+function livingProcesses(group: number): string[] {
+  try {
+    return execFileSync("ps", ["-o", "stat=,args=", "-g", String(group)], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.trim() !== "" && !line.trim().startsWith("Z"));
+  } catch {
+    return []; // ps exits 1 when the group is empty
+  }
+}
+
+/** Stops what is left of the process group `child` leads, whether or not `child` has exited. */
+async function stop(child: ChildProcess): Promise<void> {
+  const group = child.pid;
+  if (group === undefined) return;
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      process.kill(-group, name);
+    } catch {
+      // the group is gone
+    }
+  };
+  signal("SIGTERM");
+  const deadline = Date.now() + 10_000;
+  while (livingProcesses(group).length > 0 && Date.now() < deadline) await sleep(100);
+  signal("SIGKILL");
 }
 
 describe("npm start on a fresh copy of the project", () => {
@@ -108,16 +161,20 @@ describe("npm start on a fresh copy of the project", () => {
     const port = await freePort();
     const inspectorPort = await freePort();
     let output = "";
-    child = spawn(
-      process.execPath,
-      ["scripts/start.mjs", "--inspector-port", String(inspectorPort)],
-      {
-        cwd: dir,
-        env: { ...process.env, PORT: String(port), CI: "true", NO_COLOR: "1" },
-        stdio: ["ignore", "pipe", "pipe"],
-        detached: true,
+    // npm, as a user runs it: npm puts a shell between itself and the script
+    child = spawn("npm", ["start", "--", "--inspector-port", String(inspectorPort)], {
+      cwd: dir,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        CI: "true",
+        NO_COLOR: "1",
+        npm_config_update_notifier: "false",
       },
-    );
+      stdio: ["ignore", "pipe", "pipe"],
+      // its own process group, so that what is left of it after npm is killed can be listed
+      detached: true,
+    });
     child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
     const base = `http://127.0.0.1:${port}`;
@@ -151,6 +208,30 @@ describe("npm start on a fresh copy of the project", () => {
     });
     expect(echoed.status).toBe(200);
     expect(echoed.body).toMatchObject({ origin: "keygate-echo", keyId: key.body.id });
+
+    // the first hour's output: one migrations table, the cron note, no offline stack trace
+    expect(output.match(/│ name/g)).toHaveLength(1);
+    expect(output).toContain("│ 0001_core.sql");
+    expect(output).toContain(CRON_NOTE);
+    expect(output).toContain(`export KEYGATE_URL=${base}`);
+    expect(output).not.toContain("ENOTFOUND");
+    expect(output).not.toContain("Request.cf");
+
+    // killing npm alone (not its group) stops wrangler and workerd too
+    const group = child.pid!;
+    process.kill(group, "SIGTERM");
+    await waitFor(
+      "every process npm start began to exit",
+      () => {
+        const left = livingProcesses(group);
+        return left.length === 0 ? true : undefined;
+      },
+      20_000,
+      250,
+    ).catch((error: unknown) => {
+      throw new Error(`${String(error)}; still running:\n${livingProcesses(group).join("\n")}`);
+    });
+    await expect(request(base, "GET", "/_keygate/health", { timeoutMs: 2_000 })).rejects.toThrow();
     await sleep(0);
   }, 120_000);
 });

@@ -21,11 +21,15 @@ import {
 import { pendingMigrationsFrom } from "../wrangler.js";
 import { projectOf, type ProjectOptions } from "./setup.js";
 
-/** One line of the checklist. `ok: null` is a check that was skipped. */
+/**
+ * One line of the checklist. `ok: null` is a check that was skipped; `warn` marks one that
+ * passes (it fails nothing) but names something the operator most likely did not mean.
+ */
 export interface Check {
   name: string;
   ok: boolean | null;
   detail: string;
+  warn?: true;
 }
 
 interface DoctorOptions extends ProjectOptions {
@@ -94,7 +98,7 @@ function bindingChecks(config: WranglerConfig, remote: boolean): Check[] {
   return checks;
 }
 
-function varsChecks(vars: Record<string, unknown>): Check[] {
+function varsChecks(vars: Record<string, unknown>): [vars: Check, routeRules: Check] {
   const verdict = checkWorkerVars(vars);
   if (verdict.ok) {
     return [
@@ -112,6 +116,95 @@ function varsChecks(vars: Record<string, unknown>): Check[] {
       detail: routeProblems.length ? routeProblems.join("; ") : "valid",
     },
   ];
+}
+
+/** How many ROUTE_RULES `vars` hold, read as the Worker reads them; null when invalid. */
+function ruleCount(vars: Record<string, unknown>): number | null {
+  const verdict = checkWorkerVars(vars);
+  return verdict.ok ? verdict.routeRules : null;
+}
+
+/**
+ * What a deployment reads its vars from: wrangler.toml's [vars] and the Worker's secrets
+ * (names only; `null` when they could not be listed). `.dev.vars` is read only to say that
+ * something set there never reaches Cloudflare: wrangler deploy does not upload it.
+ */
+interface Deployed {
+  vars: Record<string, unknown>;
+  secrets: Set<string> | null;
+  secretsProblem: string;
+  devVars: Record<string, string>;
+}
+
+/** The names of the Worker's secrets, by `wrangler secret list` (values are never returned). */
+async function deployedSecrets(
+  options: DoctorOptions,
+): Promise<Pick<Deployed, "secrets" | "secretsProblem">> {
+  const { wrangler } = projectOf(options);
+  const args = ["secret", "list", "--format", "json"];
+  const result = await wrangler.run(args, { quiet: true });
+  const json = result.stdout.slice(result.stdout.indexOf("["));
+  try {
+    if (result.status !== 0) throw new Error(`exit ${result.status}`);
+    const list = JSON.parse(json) as unknown;
+    if (!Array.isArray(list)) throw new Error("not a list");
+    const names = list.map((entry) => String((entry as { name?: unknown }).name));
+    return { secrets: new Set(names), secretsProblem: "" };
+  } catch (error) {
+    const reason = error instanceof SyntaxError ? "unreadable output" : (error as Error).message;
+    return {
+      secrets: null,
+      secretsProblem: ` (and the secrets could not be listed: ${wrangler.display(args)} failed, ${reason})`,
+    };
+  }
+}
+
+const isSet = (value: unknown) => value !== undefined && value !== null && value !== "";
+
+const NO_RULES =
+  "with no rules every path needs a valid key and no scope, so any key reaches all of the origin";
+
+/** ROUTE_RULES as deployed: a valid but empty set, or one left in .dev.vars, is a warning. */
+function deployedRouteRules(ruleCheck: Check, rules: number | null, d: Deployed): Check {
+  const name = "ROUTE_RULES";
+  if (ruleCheck.ok === false) return ruleCheck;
+  if (isSet(d.vars.ROUTE_RULES)) {
+    return rules === 0
+      ? { name, ok: true, warn: true, detail: `[vars] holds an empty list: ${NO_RULES}` }
+      : ruleCheck;
+  }
+  if (d.secrets?.has(name)) {
+    return { name, ok: true, detail: "set as a secret (not readable here, so not checked)" };
+  }
+  const where = isSet(d.devVars.ROUTE_RULES)
+    ? "only in .dev.vars, which wrangler deploy does not upload"
+    : "none in wrangler.toml [vars] or the secrets";
+  return {
+    name,
+    ok: true,
+    warn: true,
+    detail: `${where}${d.secretsProblem}: ${NO_RULES}; add them to [vars] in wrangler.toml`,
+  };
+}
+
+/** ORIGIN_URL as deployed: unset means the echo origin answers in production, a warning. */
+async function deployedOrigin(d: Deployed): Promise<Check> {
+  const name = "ORIGIN_URL reachable";
+  if (isSet(d.vars.ORIGIN_URL)) return originCheck(d.vars.ORIGIN_URL);
+  if (d.secrets?.has("ORIGIN_URL")) {
+    return { name, ok: null, detail: "set as a secret (not readable here, so not checked)" };
+  }
+  const local = isSet(d.devVars.ORIGIN_URL)
+    ? `; .dev.vars sets ${d.devVars.ORIGIN_URL}, but wrangler deploy does not upload .dev.vars`
+    : "";
+  return {
+    name,
+    ok: true,
+    warn: true,
+    detail:
+      `not set${d.secretsProblem}: the deployment answers with the built-in echo origin, ` +
+      `not your API${local}; set ORIGIN_URL in [vars] in wrangler.toml`,
+  };
 }
 
 async function originCheck(originUrl: unknown): Promise<Check> {
@@ -219,11 +312,19 @@ export function registerDoctor(program: Command): void {
       } catch (error) {
         checks.push({ name: "wrangler config", ok: false, detail: (error as Error).message });
       }
-      const devVars = remote ? {} : readDevVars(dir);
+      const devVars = readDevVars(dir);
       if (config) {
         checks.push(...bindingChecks(config, remote));
-        const vars = { ...varsOf(config), ...devVars };
-        checks.push(...varsChecks(vars));
+        // locally .dev.vars overrides [vars]; a deployment never sees .dev.vars
+        const vars = remote ? varsOf(config) : { ...varsOf(config), ...devVars };
+        const deployed: Deployed | null = remote
+          ? { vars, devVars, ...(await deployedSecrets(options)) }
+          : null;
+        const [varsCheck, rulesCheck] = varsChecks(vars);
+        checks.push(
+          varsCheck,
+          deployed ? deployedRouteRules(rulesCheck, ruleCount(vars), deployed) : rulesCheck,
+        );
         if (!remote) {
           const token = devVars.ADMIN_TOKEN ?? "";
           checks.push({
@@ -238,7 +339,7 @@ export function registerDoctor(program: Command): void {
           });
         }
         if (d1Database(config, "DB")) checks.push(await migrationsCheck(options, remote));
-        checks.push(await originCheck(vars.ORIGIN_URL));
+        checks.push(deployed ? await deployedOrigin(deployed) : await originCheck(vars.ORIGIN_URL));
       }
       if (options.api) {
         const explicit = command.optsWithGlobals<{ token?: string }>().token;
@@ -249,23 +350,34 @@ export function registerDoctor(program: Command): void {
         checks.push({ name: "Keygate reachable", ok: null, detail: "skipped (--no-api)" });
       }
       const failed = checks.filter((c) => c.ok === false);
+      const warnings = checks.filter((c) => c.warn).length;
       if (ctx.json) {
         print(
-          JSON.stringify({ ok: failed.length === 0, mode: remote ? "remote" : "local", checks }),
+          JSON.stringify({
+            ok: failed.length === 0,
+            mode: remote ? "remote" : "local",
+            warnings,
+            checks,
+          }),
         );
       } else {
         print(colors.bold(`keygate doctor (${remote ? "remote" : "local"}, ${configPath})`));
         const width = Math.max(...checks.map((c) => c.name.length));
         for (const check of checks) {
-          const sign = check.ok === null ? mark.skip : check.ok ? mark.ok : mark.fail;
+          const sign =
+            check.ok === null ? mark.skip : check.warn ? mark.warn : check.ok ? mark.ok : mark.fail;
+          const loud = check.ok === false || check.warn;
           print(
-            `${sign} ${check.name.padEnd(width)}  ${check.ok === false ? check.detail : colors.dim(check.detail)}`,
+            `${sign} ${check.name.padEnd(width)}  ${loud ? check.detail : colors.dim(check.detail)}`,
           );
         }
+        const warned = warnings === 0 ? "" : `, ${warnings} warning${warnings === 1 ? "" : "s"}`;
         print(
-          failed.length === 0
-            ? colors.green("all checks passed")
-            : colors.red(`${failed.length} check${failed.length === 1 ? "" : "s"} failed`),
+          failed.length > 0
+            ? colors.red(`${failed.length} check${failed.length === 1 ? "" : "s"} failed${warned}`)
+            : warnings > 0
+              ? colors.yellow(`no check failed${warned}`)
+              : colors.green("all checks passed"),
         );
       }
       if (failed.length > 0) process.exitCode = EXIT.failure;

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { Key, Page, Rotation } from "../api-types.js";
 import { contextOf, type CliContext } from "../context.js";
 import { CliError } from "../errors.js";
-import { ago, bar, fields, print, span, table } from "../output.js";
+import { ago, bar, duration, fields, print, span, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
 import { keyPath, rotationPath } from "../paths.js";
 
@@ -33,7 +33,7 @@ export function rotationFields(rotation: Rotation, now = Date.now()): string[] {
     ],
     [
       "complete when idle",
-      rotation.completeWhenIdleSeconds ? `${rotation.completeWhenIdleSeconds}s` : null,
+      rotation.completeWhenIdleSeconds ? duration(rotation.completeWhenIdleSeconds) : null,
     ],
     ["new first used", rotation.firstUsedAt],
     ["ended", rotation.endedAt],

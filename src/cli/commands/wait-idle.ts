@@ -3,7 +3,7 @@ import type { Rotation } from "../api-types.js";
 import type { CliContext } from "../context.js";
 import { ApiError, CliError, EXIT } from "../errors.js";
 import { idleVerdict, observe, type IdleVerdict, type QuietWatch } from "../idle-watch.js";
-import { note, progress, span } from "../output.js";
+import { duration, note, progress, span } from "../output.js";
 import { rotationPath } from "../paths.js";
 
 export interface WaitIdleOptions {
@@ -17,7 +17,7 @@ function describe(verdict: IdleVerdict, idleMs: number): string {
     case "waiting_for_new":
       return `waiting for the new secret's first use (old secret: ${verdict.oldRequests} requests since the rotation)`;
     case "old_in_use":
-      return `new secret in use (${verdict.newRequests} requests); old secret quiet for ${span(verdict.quietMs)} of ${span(idleMs)}`;
+      return `new secret in use (${verdict.newRequests} requests); old secret quiet for ${span(verdict.quietMs)} of ${duration(idleMs / 1000)}`;
     case "idle":
       return "old secret idle: completing";
     case "ended":
@@ -78,7 +78,7 @@ export async function waitIdleThenComplete(
       if (now - started >= options.timeoutMs) {
         shown.fail(`gave up on rotation ${rotationId}`);
         throw new CliError(
-          `timed out after ${span(options.timeoutMs)}: ${describe(verdict, options.idleMs)}`,
+          `timed out after ${duration(options.timeoutMs / 1000)}: ${describe(verdict, options.idleMs)}`,
           {
             details: [
               `Rotation ${rotationId} is still in progress. Finish it by hand with`,
