@@ -30,7 +30,7 @@ const MIN_ADMIN_TOKEN_LENGTH = 16;
 export function ensureAdminToken(dir = ".") {
   const path = join(dir, ".dev.vars");
   const current = existsSync(path) ? readFileSync(path, "utf8") : "";
-  const line = /^ADMIN_TOKEN\s*=\s*(.*)$/m.exec(current);
+  const line = /^ADMIN_TOKEN[ \t]*=[ \t]*(.*)$/m.exec(current);
   const value = line ? (line[1] ?? "").trim().replace(/^(["'])(.*)\1$/, "$2") : "";
   if (line && value !== "") {
     if (value.length < MIN_ADMIN_TOKEN_LENGTH) {

@@ -51,6 +51,17 @@ describe("npm start: ADMIN_TOKEN in .dev.vars", () => {
     expect(text).toContain('KEY_PREFIX="live"');
   });
 
+  it("replaces a bare `ADMIN_TOKEN=`, never taking the next line for its value", async () => {
+    const dir = await scratch(
+      'ADMIN_TOKEN=\nORIGIN_URL="http://127.0.0.1:9/a-long-enough-value"\n',
+    );
+    dirs.push(dir);
+    expect(ensureAdminToken(dir)).toBe("written");
+    const text = await readFile(join(dir, ".dev.vars"), "utf8");
+    expect(text).toMatch(TOKEN_LINE);
+    expect(text).toContain('ORIGIN_URL="http://127.0.0.1:9/a-long-enough-value"\n');
+  });
+
   it("keeps a token the operator chose", async () => {
     const dir = await scratch("ADMIN_TOKEN=my-own-admin-token-123\n");
     dirs.push(dir);
