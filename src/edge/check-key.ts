@@ -1,10 +1,8 @@
 import type { Config } from "../config";
 import type { Bindings } from "../env";
-import { missingScope } from "../keys/scopes";
-import { admitOrFailClosed } from "./front-door";
+import { authenticate } from "./authenticate";
 import type { KeyCheck } from "./key-check";
-import { countUse, type WaitUntil } from "./usage-buffer";
-import { verifyCredential } from "./verify";
+import type { WaitUntil } from "./usage-buffer";
 
 export type { KeyCheck } from "./key-check";
 
@@ -21,43 +19,21 @@ export async function checkKey(
   key: string,
   scopes: string[] = [],
 ): Promise<KeyCheck> {
-  const verdict = await verifyCredential(env, config, key);
-  if (!verdict.ok) {
-    return {
-      valid: false,
-      code: verdict.code,
-      keyId: null,
-      consumerId: null,
-      version: null,
-      scopes: [],
-      expiresAt: null,
-      graceUntil: null,
-    };
-  }
-  const { record } = verdict;
+  const auth = await authenticate(env, ctx, config, { credential: key, scopes, now: Date.now() });
+  const { record } = auth;
   const identity = {
-    keyId: record.keyId,
-    consumerId: record.consumerId,
-    version: record.version,
-    scopes: record.scopes,
-    expiresAt: iso(record.expiresAt),
-    graceUntil: iso(record.graceUntil),
+    keyId: record?.keyId ?? null,
+    consumerId: record?.consumerId ?? null,
+    version: record?.version ?? null,
+    scopes: record?.scopes ?? [],
+    expiresAt: iso(record?.expiresAt ?? null),
+    graceUntil: iso(record?.graceUntil ?? null),
   };
-  if (missingScope(record.scopes, scopes) !== null) {
-    return { valid: false, code: "insufficient_scope", ...identity };
-  }
-  const now = Date.now();
-  const admission = await admitOrFailClosed(env, ctx, record, now);
+  const headers = "headers" in auth ? auth.headers : {};
   const limited =
-    admission.headers.RateLimit !== undefined
-      ? {
-          ratelimit: {
-            policy: admission.headers["RateLimit-Policy"]!,
-            state: admission.headers.RateLimit,
-          },
-        }
+    headers.RateLimit !== undefined
+      ? { ratelimit: { policy: headers["RateLimit-Policy"]!, state: headers.RateLimit } }
       : {};
-  if (!admission.ok) return { valid: false, code: admission.code, ...identity, ...limited };
-  countUse(env, ctx, record, now);
+  if (!auth.ok) return { valid: false, code: auth.code, ...identity, ...limited };
   return { valid: true, ...identity, ...limited };
 }

@@ -1,16 +1,11 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../env";
 import { KeygateError, problemResponse, type ErrorCode, type ProblemOptions } from "../errors";
-import { missingScope } from "../keys/scopes";
 import { canonicalPath, loosePath } from "../rules/canonical-path";
+import { authenticate, type Authentication } from "./authenticate";
 import { extractCredential, pathHoldsSecret, queryProblem } from "./credentials";
 import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "../rules/route-rules";
-import { countUse, type WaitUntil } from "./usage-buffer";
-import { isLimited, limiter, UNLIMITED, type Admission } from "./limiter";
-import type { Bindings } from "../env";
-import type { SecretRecord } from "../domain/secret-record";
-import { verifyCredential } from "./verify";
 import { ASSERTION_HEADER } from "../origin/assertion-format.js";
 import { assertionFor } from "../tokens/assertion";
 import { logError } from "../log";
@@ -19,21 +14,26 @@ import { logError } from "../log";
 const credentialInUrl = (where: string) =>
   `Credentials are never accepted in the ${where}; send them in the Authorization or X-API-Key header, and rotate a key that was sent in a URL.`;
 
-/**
- * Admission against the key's limits; a coordinator that cannot be reached fails closed. An
- * unlimited key is admitted at once, with no promise in between: this is on every request.
- */
-export function admitOrFailClosed(
-  env: Bindings,
-  ctx: WaitUntil,
-  record: SecretRecord,
-  now: number,
-): Admission | Promise<Admission> {
-  if (!isLimited(record)) return UNLIMITED;
-  return limiter.admit(env, ctx, record, now).catch((error: unknown) => {
-    logError("lease_failed", { keyId: record.keyId, error });
-    throw new KeygateError("unavailable", { detail: "Rate limiting is unavailable; try again." });
-  });
+/** The detail and headers of a refusal the pipeline decided. */
+function refusal(auth: Exclude<Authentication, { ok: true }>): ProblemOptions | undefined {
+  switch (auth.code) {
+    case "insufficient_scope":
+      return {
+        detail: `This route needs the scope ${auth.scope}.`,
+        headers: {
+          "WWW-Authenticate": `Bearer realm="keygate", error="insufficient_scope", scope="${auth.scope}"`,
+        },
+      };
+    case "quota_exceeded":
+      return { detail: "This consumer's monthly quota is used up.", headers: auth.headers };
+    case "rate_limited":
+      return {
+        detail: "This key's rate limit is used up; retry after the time in Retry-After.",
+        headers: auth.headers,
+      };
+    default:
+      return undefined;
+  }
 }
 
 /**
@@ -95,43 +95,19 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     const credential = extractCredential(request.headers);
     if (credential.kind === "none") return refuse("missing_credentials");
     if (credential.kind === "refused") return refuse(credential.code);
-    // a cached key and an unlimited key are answered synchronously; only a promise is
-    // awaited (an await of a plain value still costs a microtask turn)
-    // one clock read serves verification, admission and usage
-    const now = Date.now();
-    const verifying = verifyCredential(c.env, config, credential.value, {
-      strict: rule?.strict === true,
+    const auth = await authenticate(c.env, c.executionCtx, config, {
+      credential: credential.value,
+      scopes: rule?.scopes,
+      strict: rule?.strict,
       clientIp: request.headers.get("cf-connecting-ip"),
-      now,
+      now: Date.now(),
     });
-    const verdict = verifying instanceof Promise ? await verifying : verifying;
-    if (!verdict.ok) return refuse(verdict.code);
-    const needed = missingScope(verdict.record.scopes, rule?.scopes ?? []);
-    if (needed !== null) {
-      return refuse("insufficient_scope", {
-        detail: `This route needs the scope ${needed}.`,
-        headers: {
-          "WWW-Authenticate": `Bearer realm="keygate", error="insufficient_scope", scope="${needed}"`,
-        },
-      });
-    }
-    const admitting = admitOrFailClosed(c.env, c.executionCtx, verdict.record, now);
-    const admission = admitting instanceof Promise ? await admitting : admitting;
-    if (!admission.ok) {
-      return refuse(admission.code, {
-        detail:
-          admission.code === "quota_exceeded"
-            ? "This consumer's monthly quota is used up."
-            : "This key's rate limit is used up; retry after the time in Retry-After.",
-        headers: admission.headers,
-      });
-    }
-    identity = { record: verdict.record };
-    countUse(c.env, c.executionCtx, verdict.record, now);
-    // never changed in place: an unlimited key's admission is shared (UNLIMITED)
-    extraHeaders = verdict.deprecation
-      ? { ...admission.headers, ...deprecationHeaders(verdict.deprecation) }
-      : admission.headers;
+    if (!auth.ok) return refuse(auth.code, refusal(auth));
+    identity = { record: auth.record };
+    // never changed in place: an unlimited key's admission headers are shared
+    extraHeaders = auth.deprecation
+      ? { ...auth.headers, ...deprecationHeaders(auth.deprecation) }
+      : auth.headers;
   }
   let response: Response;
   if (config.originUrl === null) {

@@ -25,16 +25,13 @@ export interface VerifyOptions {
  * Verifies a presented secret: shape and checksum first (no I/O), then the isolate cache,
  * then one KV read; with `strict`, the consumer's coordinator has the last word. A storage
  * failure throws `unavailable`: never let a request through on a failed read.
- *
- * A secret this isolate holds (the hot path) is answered synchronously, with no promise;
- * anything that needs I/O returns one (the front door awaits only a promise).
  */
-export function verifySecret(
+export async function verifySecret(
   env: Bindings,
   config: Config,
   presented: string,
   options: VerifyOptions = {},
-): Verdict | Promise<Verdict> {
+): Promise<Verdict> {
   const now = options.now ?? Date.now();
   const ip = options.clientIp ?? null;
   const parsed = parseSecret(presented);
@@ -108,12 +105,12 @@ async function verifyWithStorage(
  * on strict routes the key version behind it is checked with its coordinator, so revoking
  * the key stops its tokens at once there) or a secret.
  */
-export function verifyCredential(
+export async function verifyCredential(
   env: Bindings,
   config: Config,
   presented: string,
   options: VerifyOptions = {},
-): Verdict | Promise<Verdict> {
+): Promise<Verdict> {
   if (!looksLikeJwt(presented)) return verifySecret(env, config, presented, options);
   const now = options.now ?? Date.now();
   const verdict = verifyAccessToken(env, config, presented, now);
@@ -124,7 +121,7 @@ export function verifyCredential(
 /** A strict route's check of a token: the key version behind it, asked of its coordinator. */
 async function checkTokenWithCoordinator(
   env: Bindings,
-  pending: Verdict | Promise<Verdict>,
+  pending: Promise<Verdict>,
   now: number,
 ): Promise<Verdict> {
   const verdict = await pending;

@@ -1,12 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { extractCredential } from "../edge/credentials";
-import { admitOrFailClosed } from "../edge/front-door";
-import { countUse } from "../edge/usage-buffer";
-import { verifySecret } from "../edge/verify";
+import { admit, identify } from "../edge/authenticate";
 import { KeygateError } from "../errors";
 import { newId } from "../keys/random";
 import { grantsScope, SCOPE_PATTERN } from "../keys/scopes";
-import { ACCESS_TOKEN_TYPE, looksLikeJwt } from "../tokens/access-token";
+import { ACCESS_TOKEN_TYPE } from "../tokens/access-token";
 import { signerOf, type SignedToken } from "../tokens/token-signer";
 import { bodyLimit } from "./body-limit";
 import { managementRouter } from "./router";
@@ -51,13 +49,16 @@ tokenRoutes.openapi(token, async (c) => {
   const credential = extractCredential(c.req.raw.headers);
   if (credential.kind === "none") throw new KeygateError("missing_credentials");
   if (credential.kind === "refused") throw new KeygateError(credential.code);
-  if (looksLikeJwt(credential.value)) throw new KeygateError("invalid_key");
-  const verdict = await verifySecret(c.env, config, credential.value, {
+  // scopes are checked below, against the narrowing the client asks for
+  const identified = await identify(c.env, config, {
+    credential: credential.value,
+    keysOnly: true,
     strict: true,
     clientIp: c.req.header("cf-connecting-ip") ?? null,
+    now: Date.now(),
   });
-  if (!verdict.ok) throw new KeygateError(verdict.code);
-  const { record } = verdict;
+  if (!identified.ok) throw new KeygateError(identified.code);
+  const { record } = identified;
   const input = c.req.valid("json") as z.infer<typeof TokenRequestSchema> | undefined;
   const requested =
     input?.scope === undefined
@@ -108,9 +109,8 @@ tokenRoutes.openapi(token, async (c) => {
   }
   // charged only once the token exists: a signer failure costs the client nothing
   const now = Date.now();
-  const admission = await admitOrFailClosed(c.env, c.executionCtx, record, now);
+  const admission = await admit(c.env, c.executionCtx, record, now);
   if (!admission.ok) throw new KeygateError(admission.code, { headers: admission.headers });
-  countUse(c.env, c.executionCtx, record, now);
   for (const [name, value] of Object.entries(admission.headers)) c.header(name, value);
   c.header("Cache-Control", "no-store");
   return c.json(

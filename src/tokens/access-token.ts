@@ -61,18 +61,17 @@ function remember(hash: string, verdict: Verdict, generation: number, until: num
  * `exp`/`nbf` with a small clock tolerance. An expired token is `key_expired`; every other
  * failure is `invalid_key`.
  */
-export function verifyAccessToken(
+export async function verifyAccessToken(
   env: Bindings,
   config: Config,
   token: string,
   now: number,
-): Verdict | Promise<Verdict> {
+): Promise<Verdict> {
   // the shape was checked by looksLikeJwt, which is how a credential gets here
   if (token.length > MAX_JWT_LENGTH) return INVALID_KEY;
   const hash = hashSecret(token);
   const seen = verifiedTokens.get(hash);
   if (seen !== undefined) {
-    // a token verified before is answered synchronously, with no promise
     if (seen.generation === jwksGeneration(now) && now < seen.until) return seen.verdict;
     verifiedTokens.delete(hash);
   }
