@@ -1,6 +1,7 @@
 import { createSpinner } from "nanospinner";
 import pc from "picocolors";
 import type { RateLimit } from "./api-types.js";
+import { duration } from "../duration.js";
 
 /** How the CLI writes: JSON for machines, aligned text for people, a spinner while it waits. */
 
@@ -72,27 +73,6 @@ export function bar(share: number, width = 30): string {
 export function ago(at: string | null | undefined, now = Date.now()): string {
   if (!at) return "never";
   return `${span(now - Date.parse(at))} ago`;
-}
-
-/**
- * A configured number of seconds, exactly, in days, hours, minutes and seconds: `90s` is
- * `1m 30s`, `3600` is `1h`, `8902800` is `103d 1h`. (For how long ago or until, see `span`.)
- */
-export function duration(seconds: number): string {
-  let rest = Math.max(0, Math.round(seconds));
-  if (rest === 0) return "0s";
-  const parts: string[] = [];
-  for (const [unit, size] of [
-    ["d", 86_400],
-    ["h", 3600],
-    ["m", 60],
-    ["s", 1],
-  ] as const) {
-    const count = Math.floor(rest / size);
-    if (count > 0) parts.push(`${count}${unit}`);
-    rest -= count * size;
-  }
-  return parts.join(" ");
 }
 
 /** A duration in milliseconds, roughly, in its largest unit (`45s`, `3m`, `2h`, `6d`). */

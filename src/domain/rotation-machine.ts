@@ -1,3 +1,4 @@
+import { duration } from "../duration";
 import {
   findVersion,
   verifiesAt,
@@ -393,7 +394,7 @@ export function extendRotation(
     if (gracePeriodMs > maxGraceMs) {
       return fail(
         "validation_failed",
-        `the grace window would last ${Math.round(gracePeriodMs / 1000)} s, over MAX_GRACE_SECONDS (${Math.round(maxGraceMs / 1000)} s)`,
+        `the grace window would last ${duration(gracePeriodMs / 1000)}, over MAX_GRACE_SECONDS (${duration(maxGraceMs / 1000)})`,
       );
     }
     rotation.gracePeriodMs = gracePeriodMs;

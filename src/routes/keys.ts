@@ -1,3 +1,4 @@
+import { duration } from "../duration";
 import { createRoute, z } from "@hono/zod-openapi";
 import { managementRouter } from "./router";
 import { settle } from "../domain/rotation-machine";
@@ -225,7 +226,7 @@ export const keyRoutes = managementRouter()
       input.gracePeriodSeconds > config.maxGraceSeconds
     ) {
       throw new KeygateError("validation_failed", {
-        detail: `gracePeriodSeconds may be at most MAX_GRACE_SECONDS (${config.maxGraceSeconds}).`,
+        detail: `gracePeriodSeconds may be at most MAX_GRACE_SECONDS (${config.maxGraceSeconds}, ${duration(config.maxGraceSeconds)}).`,
       });
     }
     const state = await loadKey(c.env.DB, id);

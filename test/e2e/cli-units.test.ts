@@ -6,7 +6,8 @@ import { idleVerdict, observe } from "../../src/cli/idle-watch.js";
 import type { MaintenanceReport, Rotation } from "../../src/cli/api-types.js";
 import { reportLines } from "../../src/cli/commands/maintenance.js";
 import { rotationFields } from "../../src/cli/commands/rotations.js";
-import { duration, rateLimitText } from "../../src/cli/output.js";
+import { duration } from "../../src/duration.js";
+import { rateLimitText } from "../../src/cli/output.js";
 import { withBindingField } from "../../src/cli/wrangler-config.js";
 import { d1IdFrom, kvIdFrom, pendingMigrationsFrom } from "../../src/cli/wrangler.js";
 

@@ -2,7 +2,8 @@ import type { Command } from "commander";
 import type { Key, Page, Rotation } from "../api-types.js";
 import { contextOf, type CliContext } from "../context.js";
 import { CliError } from "../errors.js";
-import { ago, bar, duration, fields, print, span, table } from "../output.js";
+import { duration } from "../../duration.js";
+import { ago, bar, fields, print, span, table } from "../output.js";
 import { fetchPage, noteNextPage, withPageOptions, type PageOptions } from "../pages.js";
 import { keyPath, rotationPath } from "../paths.js";
 

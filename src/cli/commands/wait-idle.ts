@@ -3,7 +3,8 @@ import type { Rotation } from "../api-types.js";
 import type { CliContext } from "../context.js";
 import { ApiError, CliError, EXIT } from "../errors.js";
 import { idleVerdict, observe, type IdleVerdict, type QuietWatch } from "../idle-watch.js";
-import { duration, note, progress, span } from "../output.js";
+import { duration } from "../../duration.js";
+import { note, progress, span } from "../output.js";
 import { rotationPath } from "../paths.js";
 
 export interface WaitIdleOptions {
