@@ -4,7 +4,14 @@ import { KeygateError } from "../errors";
 import { hashSecret } from "../keys/hash";
 import { actorOf, isVerifyRequest } from "./auth";
 import { logError } from "../log";
-import { IDEMPOTENCY_TTL_MS } from "../store/idempotency";
+import {
+  claimIdempotency,
+  finishIdempotency,
+  readIdempotency,
+  releaseIdempotency,
+  PENDING_TIMEOUT_MS,
+  type IdempotencyRecord,
+} from "../store/idempotency";
 
 /**
  * `Idempotency-Key` on every management POST that changes something. The first request with a
@@ -17,18 +24,9 @@ import { IDEMPOTENCY_TTL_MS } from "../store/idempotency";
  * `POST /verify` is a read: it is answered afresh every time, so a replay never serves a
  * verdict that a revocation has since made wrong.
  */
-const PENDING_TIMEOUT_MS = 60_000;
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 /** Response fields holding a secret shown once: never kept for a replay. */
 const SECRET_FIELDS = ["key", "webhookSecret"];
-
-interface StoredRecord {
-  fingerprint: string;
-  state: "pending" | "done";
-  status: number | null;
-  body: string | null;
-  created_at: number;
-}
 
 function unavailable(error: unknown): KeygateError {
   logError("idempotency_store_failed", { error });
@@ -63,21 +61,9 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     const body = await c.req.text();
     const fingerprint = hashSecret(`${c.req.method} ${c.req.path}\n${body}`);
     const now = Date.now();
-    let existing: StoredRecord | null;
+    let existing: IdempotencyRecord | null;
     try {
-      existing = await db
-        .prepare(
-          "SELECT fingerprint, state, status, body, created_at FROM idempotency_records WHERE scope = ? AND key = ?",
-        )
-        .bind(scope, key)
-        .first<StoredRecord>();
-      if (existing && existing.created_at < now - IDEMPOTENCY_TTL_MS) {
-        await db
-          .prepare("DELETE FROM idempotency_records WHERE scope = ? AND key = ?")
-          .bind(scope, key)
-          .run();
-        existing = null;
-      }
+      existing = await readIdempotency(db, scope, key, now);
     } catch (error) {
       throw unavailable(error);
     }
@@ -110,16 +96,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       }
     }
     try {
-      const claimed = await db
-        .prepare(
-          `INSERT INTO idempotency_records (scope, key, fingerprint, state, created_at)
-           VALUES (?, ?, ?, 'pending', ?)
-           ON CONFLICT (scope, key) DO UPDATE SET created_at = excluded.created_at
-             WHERE idempotency_records.state = 'pending' AND idempotency_records.created_at <= ?`,
-        )
-        .bind(scope, key, fingerprint, now, now - PENDING_TIMEOUT_MS)
-        .run();
-      if (claimed.meta.changes !== 1) {
+      if (!(await claimIdempotency(db, scope, key, fingerprint, now))) {
         throw new KeygateError("conflict", {
           detail: "A request with this Idempotency-Key is still in progress; retry shortly.",
         });
@@ -145,20 +122,8 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         completed = true;
         // the change is made: failing to keep the replay must not turn it into an error, and
         // must not let a retry make it again once the pending record times out
-        const save = () =>
-          db
-            .prepare(
-              "UPDATE idempotency_records SET state = 'done', status = ?, body = ? WHERE scope = ? AND key = ?",
-            )
-            .bind(response.status, stored, scope, key)
-            .run();
-        const markApplied = () =>
-          db
-            .prepare(
-              "UPDATE idempotency_records SET state = 'done', status = ?, body = NULL WHERE scope = ? AND key = ?",
-            )
-            .bind(response.status, scope, key)
-            .run();
+        const save = () => finishIdempotency(db, scope, key, response.status, stored);
+        const markApplied = () => finishIdempotency(db, scope, key, response.status, null);
         const kept =
           (await attempt("idempotency_save_failed", save)) ||
           (await attempt("idempotency_save_failed", save)) ||
@@ -170,14 +135,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       }
     } finally {
       if (!completed) {
-        await attempt("idempotency_release_failed", () =>
-          db
-            .prepare(
-              "DELETE FROM idempotency_records WHERE scope = ? AND key = ? AND state = 'pending'",
-            )
-            .bind(scope, key)
-            .run(),
-        );
+        await attempt("idempotency_release_failed", () => releaseIdempotency(db, scope, key));
       }
     }
   };
