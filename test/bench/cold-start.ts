@@ -8,6 +8,7 @@ import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { bundleForWorkerd, KEYGATE_RESOURCES, ROOT } from "../e2e/support/worker.js";
 import { median } from "./load.js";
+import { childWorkerdPids, cpuNs } from "./procfs.js";
 
 /**
  * `npm run bench -- --cold-start`: what Keygate adds to a new isolate's start-up, next to a
@@ -23,7 +24,12 @@ import { median } from "./load.js";
  * - ready: the part of it until Miniflare reports workerd listening (workerd compiles and
  *   evaluates the script before that);
  * - first and second request: one request's own time on a fresh connection, the first one
- *   being where whatever the script builds lazily is paid for.
+ *   being where whatever the script builds lazily is paid for;
+ * - CPU time: of the workerd process until ready and during the first request (/proc), and of
+ *   this process until ready. On a shared machine the wall times swing with the load of other
+ *   processes; CPU times much less. This process's share is Miniflare's, grows with the
+ *   script's bytes (it serialises the script into workerd's config), and no deployed Worker
+ *   pays it; workerd's share is compiling and evaluating the script.
  *
  * The request is a `GET` of a public route (ROUTE_RULES `/public/*`): it touches no storage,
  * so Keygate's D1 is left without migrations, as a fresh isolate would find nothing in it
@@ -53,6 +59,11 @@ interface Start {
   ready: number;
   firstRequest: number;
   secondRequest: number;
+  /** CPU time of the workerd process until ready, and during the first request, ms. */
+  workerdReadyCpu: number;
+  workerdFirstRequestCpu: number;
+  /** CPU time of this process (Miniflare's side) until ready, ms. */
+  nodeReadyCpu: number;
 }
 
 interface Script {
@@ -96,6 +107,7 @@ async function scriptOf(path: string): Promise<Script> {
 let running: Miniflare | undefined;
 
 async function startOnce(dir: string, script: Script): Promise<Start> {
+  const nodeCpu = process.cpuUsage();
   const started = performance.now();
   const mf = new Miniflare({
     // the module given whole: from a `scriptPath`, Miniflare would first parse the script in
@@ -118,13 +130,27 @@ async function startOnce(dir: string, script: Script): Promise<Start> {
   try {
     const { origin } = await mf.ready;
     const ready = performance.now() - started;
+    const { user, system } = process.cpuUsage(nodeCpu);
+    const pids = childWorkerdPids();
+    if (pids.length !== 1) throw new Error(`expected one workerd process, found ${pids.length}`);
+    const pid = pids[0]!;
+    const readyCpu = cpuNs(pid);
     const [status, firstRequest] = await timed(origin);
     const firstAnswer = performance.now() - started;
+    const firstRequestCpu = cpuNs(pid) - readyCpu;
     const [secondStatus, secondRequest] = await timed(origin);
     if (status !== 200 || secondStatus !== 200) {
       throw new Error(`GET ${PATH} answered ${status}, then ${secondStatus}; expected 200`);
     }
-    return { firstAnswer, ready, firstRequest, secondRequest };
+    return {
+      firstAnswer,
+      ready,
+      firstRequest,
+      secondRequest,
+      workerdReadyCpu: readyCpu / 1e6,
+      workerdFirstRequestCpu: firstRequestCpu / 1e6,
+      nodeReadyCpu: (user + system) / 1000,
+    };
   } finally {
     running = undefined;
     await mf.dispose();
@@ -140,6 +166,9 @@ const ROWS: [keyof Start, string][] = [
   ["ready", "  of which until ready"],
   ["firstRequest", "first request"],
   ["secondRequest", "second request"],
+  ["workerdReadyCpu", "workerd CPU until ready"],
+  ["workerdFirstRequestCpu", "workerd CPU, first request"],
+  ["nodeReadyCpu", "Miniflare (Node) CPU until ready"],
 ];
 
 function row(field: keyof Start, label: string, keygate: number[], baseline: number[]) {
