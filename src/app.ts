@@ -6,11 +6,9 @@ import { requestFraming } from "./edge/request-framing";
 import type { AppEnv } from "./env";
 import { KeygateError, problem, problemResponse } from "./errors";
 import { newId } from "./keys/random";
+import { health, HEALTH_PATH } from "./health";
 import { currentJwks } from "./tokens/jwks-cache";
-import { VERSION } from "./version";
 import { logError } from "./log";
-
-const HEALTH_PATH = "/_keygate/health";
 
 function onError(error: Error, c: Context<AppEnv>): Response {
   if (error instanceof KeygateError) return problem(c, error);
@@ -94,17 +92,7 @@ export function createApp(): Hono<AppEnv> {
   app.all("/_keygate/*", toManagement);
   withRequestContext(app);
 
-  app.get(HEALTH_PATH, (c) => {
-    try {
-      configFor(c.env);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        return c.json({ status: "misconfigured", version: VERSION, problems: error.problems }, 503);
-      }
-      throw error;
-    }
-    return c.json({ status: "ok", version: VERSION });
-  });
+  app.get(HEALTH_PATH, health);
   app.get("/.well-known/jwks.json", async (c) => {
     const jwks = await currentJwks(c.env);
     c.header("Cache-Control", "public, max-age=60");
