@@ -1,5 +1,4 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import { Hono, type Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ConfigError, configFor } from "./config";
 import { frontDoor } from "./edge/front-door";
@@ -7,26 +6,9 @@ import { requestFraming } from "./edge/request-framing";
 import type { AppEnv } from "./env";
 import { KeygateError, problem, problemResponse } from "./errors";
 import { newId } from "./keys/random";
-import { auditRoutes } from "./routes/audit";
-import { bodyLimit } from "./routes/body-limit";
-import { managementAuth } from "./routes/auth";
-import { consumerRoutes } from "./routes/consumers";
-import { idempotency } from "./routes/idempotency";
-import { keyRoutes } from "./routes/keys";
-import { maintenanceRoutes } from "./routes/maintenance";
-import { guardMethods, managementRouter } from "./routes/router";
-import { rotationRoutes } from "./routes/rotations";
-import { usageRoutes } from "./routes/usage";
-import { verifyRoutes } from "./routes/verify";
-import { webhookRoutes } from "./routes/webhooks";
-import { signingKeyRoutes } from "./routes/signing-keys";
-import { tokenRoutes } from "./routes/token";
+import { health, HEALTH_PATH } from "./health";
 import { currentJwks } from "./tokens/jwks-cache";
-import { VERSION } from "./version";
 import { logError } from "./log";
-
-/** Management request bodies larger than this are refused with 413. */
-export const MAX_BODY_BYTES = 64 * 1024;
 
 function onError(error: Error, c: Context<AppEnv>): Response {
   if (error instanceof KeygateError) return problem(c, error);
@@ -51,71 +33,66 @@ function onError(error: Error, c: Context<AppEnv>): Response {
   });
 }
 
-/** Builds the Worker's Hono app: request id, config, error handling and route mounting. */
-export function createApp(): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>();
+/**
+ * What every request of both apps goes through: the error handler, a request id (echoed as
+ * `X-Request-Id`), the parsed config, and the refusal of ambiguous body framing.
+ */
+export function withRequestContext<App extends Hono<AppEnv>>(app: App): App {
   app.onError(onError);
-
   app.use("*", async function requestContext(c, next) {
     const requestId = newId("req", 16);
     c.set("requestId", requestId);
-    if (c.req.path !== "/_keygate/health") c.set("config", configFor(c.env));
+    if (c.req.path !== HEALTH_PATH) c.set("config", configFor(c.env));
     await next();
     if (!c.res.headers.has("X-Request-Id")) c.res.headers.set("X-Request-Id", requestId);
   });
   app.use("*", requestFraming());
+  return app;
+}
 
-  app.get("/_keygate/health", (c) => {
-    try {
-      configFor(c.env);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        return c.json({ status: "misconfigured", version: VERSION, problems: error.problems }, 503);
-      }
+type ManagementApp = ReturnType<typeof import("./management").createManagementApp>;
+let management: Promise<ManagementApp> | undefined;
+
+/**
+ * The management app (src/management.ts), imported and built by the first request that needs
+ * it. It holds the OpenAPI document and every zod schema of the API; a new isolate that only
+ * serves the front door never evaluates them, which is most of the script.
+ */
+function managementApp(): Promise<ManagementApp> {
+  management ??= import("./management").then(
+    (module) => module.createManagementApp(),
+    (error: unknown) => {
+      management = undefined; // the next request tries again
       throw error;
-    }
-    return c.json({ status: "ok", version: VERSION });
-  });
-
-  // the key itself is the token endpoint's credential: mounted before the management auth
-  guardMethods(tokenRoutes);
-  app.route("/_keygate/v1", tokenRoutes);
-
-  const v1 = managementRouter();
-  v1.use("*", bodyLimit(MAX_BODY_BYTES), managementAuth(), idempotency());
-  v1.route("/", consumerRoutes);
-  v1.route("/", keyRoutes);
-  v1.route("/", rotationRoutes);
-  v1.route("/", verifyRoutes);
-  v1.route("/", auditRoutes);
-  v1.route("/", usageRoutes);
-  v1.route("/", signingKeyRoutes);
-  v1.route("/", maintenanceRoutes);
-  v1.route("/", webhookRoutes);
-  guardMethods(v1);
-  v1.all("*", () => {
-    throw new KeygateError("not_found", { detail: "No such management endpoint." });
-  });
-  app.route("/_keygate/v1", v1);
-
-  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
-    type: "http",
-    scheme: "bearer",
-    description: "ADMIN_TOKEN, or a Keygate key holding keygate:admin (keygate:read for GETs)",
-  });
-  app.doc31("/_keygate/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "Keygate management API",
-      version: VERSION,
-      description: "Consumers, keys, zero-downtime rotations, verification and audit.",
     },
-    security: [{ bearer: [] }],
-  });
+  );
+  return management;
+}
 
-  app.all("/_keygate/*", () => {
-    throw new KeygateError("not_found", { detail: "No such Keygate endpoint." });
-  });
+/** Hands a request under `/_keygate/` (health aside) to the management app, whole. */
+async function toManagement(c: Context<AppEnv>, next: () => Promise<void>) {
+  const method = c.req.method;
+  if (c.req.path === HEALTH_PATH && (method === "GET" || method === "HEAD")) return next();
+  let executionCtx: Parameters<ManagementApp["fetch"]>[2];
+  try {
+    executionCtx = c.executionCtx;
+  } catch {
+    executionCtx = undefined; // a caller that passed none, as in some tests
+  }
+  return (await managementApp()).fetch(c.req.raw, c.env, executionCtx);
+}
+
+/**
+ * Builds the Worker's Hono app: `/_keygate/` goes to the management app, the rest (health,
+ * JWKS, the front door) is answered here, with the same request context.
+ */
+export function createApp(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  // first, so that a handed-over request goes through the management app's context only
+  app.all("/_keygate/*", toManagement);
+  withRequestContext(app);
+
+  app.get(HEALTH_PATH, health);
   app.get("/.well-known/jwks.json", async (c) => {
     const jwks = await currentJwks(c.env);
     c.header("Cache-Control", "public, max-age=60");

@@ -5,6 +5,7 @@ import { performance } from "node:perf_hooks";
 import { managementApi, request } from "../e2e/support/http.js";
 import { ROOT, startKeygate, type Keygate } from "../e2e/support/worker.js";
 import { median, quantile, runLoad, sortedCopy, type LoadResult } from "./load.js";
+import { coldStart } from "./cold-start.js";
 import { parseOptions, USAGE, type BenchOptions } from "./options.js";
 import { profileScenario } from "./profile.js";
 import { startPeers, type Peers } from "./peers.js";
@@ -543,6 +544,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (options.coldStart) return coldStart(options.starts, options.json);
   if (options.profile !== null) {
     return profileScenario(options.profile, options.durationSeconds, options.connections);
   }

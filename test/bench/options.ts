@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { DEFAULT_STARTS } from "./cold-start.js";
 import { PROFILE_SCENARIOS, type ProfileScenario } from "./profile.js";
 
 /** Command-line flags of `npm run bench`. */
@@ -12,6 +13,10 @@ export interface BenchOptions {
   rounds: number;
   /** `--profile <scenario>`: a CPU profile of one scenario instead of the benchmark. */
   profile: ProfileScenario | null;
+  /** `--cold-start`: the start-up probe instead of the benchmark. */
+  coldStart: boolean;
+  /** `--starts <n>`: fresh starts of each Worker in the cold-start probe. */
+  starts: number;
   help: boolean;
 }
 
@@ -33,6 +38,7 @@ information, never a pass/fail (the exit code is 0 unless the benchmark itself f
 
 Options:
   --json              print, as the last line, one JSON object {"ratios", "rps", "latency_ms"}
+                      (with --cold-start: {"cold_start_ms", "script_bytes"})
   --duration <s>      seconds of each measured run (default ${DEFAULT_DURATION_SECONDS})
   --connections <n>   concurrent connections of the saturating runs (default ${DEFAULT_CONNECTIONS})
   --rounds <n>        rounds over all scenarios, order reversed every other round; each
@@ -42,6 +48,10 @@ Options:
   --profile <name>    instead of the benchmark, a CPU profile of the Worker (through workerd's
                       inspector) under one scenario: ${PROFILE_SCENARIOS.join(", ")};
                       writes a .cpuprofile and prints the busiest functions
+  --cold-start        instead of the benchmark, time a fresh workerd's start to the first
+                      answer of a public route, Keygate against a baseline Worker with the
+                      same bindings answering "ok", started in turns; prints medians
+  --starts <n>        starts of each Worker with --cold-start (default ${DEFAULT_STARTS})
   -h, --help          show this text`;
 
 function positiveInteger(name: string, text: string | undefined, fallback: number): number {
@@ -73,15 +83,26 @@ export function parseOptions(argv: string[]): BenchOptions {
       connections: { type: "string" },
       rounds: { type: "string" },
       profile: { type: "string" },
+      "cold-start": { type: "boolean", default: false },
+      starts: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
+  const coldStart = values["cold-start"];
+  if (coldStart && values.profile !== undefined) {
+    throw new Error("--cold-start and --profile are two different runs: choose one");
+  }
+  if (!coldStart && values.starts !== undefined) {
+    throw new Error("--starts goes with --cold-start");
+  }
   return {
     json: values.json,
     durationSeconds: positiveInteger("duration", values.duration, DEFAULT_DURATION_SECONDS),
     connections: positiveInteger("connections", values.connections, DEFAULT_CONNECTIONS),
     rounds: positiveInteger("rounds", values.rounds, DEFAULT_ROUNDS),
     profile: profileScenario(values.profile),
+    coldStart,
+    starts: positiveInteger("starts", values.starts, DEFAULT_STARTS),
     help: values.help,
   };
 }
