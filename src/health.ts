@@ -11,44 +11,25 @@ export interface ConfigSummary {
   origin: "echo" | "configured";
   routeRules: number;
   cacheTtlSeconds: number;
-  /** 16 hex digits of SHA-256 over the effective settings, secrets left out. */
-  fingerprint: string;
 }
-
-const fingerprints = new WeakMap<Config, Promise<string>>();
 
 /**
- * A short fingerprint of the effective configuration: equal for two deployments with the same
- * settings, different when any of them differs. The admin token is left out, so the digest
- * can never serve to guess it offline.
+ * The configuration summary of `GET /_keygate/health`. It is public, so it holds no value an
+ * attacker could use: not the origin URL (reaching the origin directly would bypass Keygate),
+ * not the rules, and no digest of them either, which would let a guessed origin be confirmed
+ * offline.
  */
-function fingerprintOf(config: Config): Promise<string> {
-  let fingerprint = fingerprints.get(config);
-  if (fingerprint === undefined) {
-    const { adminToken: _secret, routes: _derived, ...settings } = config;
-    fingerprint = crypto.subtle
-      .digest("SHA-256", new TextEncoder().encode(JSON.stringify(settings)))
-      .then((digest) =>
-        [...new Uint8Array(digest, 0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(""),
-      );
-    fingerprints.set(config, fingerprint);
-  }
-  return fingerprint;
-}
-
-/** The configuration summary of `GET /_keygate/health` (public: never the values themselves). */
-export async function configSummary(config: Config): Promise<ConfigSummary> {
+export function configSummary(config: Config): ConfigSummary {
   return {
     origin: config.originUrl === null ? "echo" : "configured",
     routeRules: config.routeRules.length,
     cacheTtlSeconds: config.cacheTtlMs / 1000,
-    fingerprint: await fingerprintOf(config),
   };
 }
 
 /**
  * `GET /_keygate/health`, unauthenticated: the version and which configuration is running
- * (whether an origin is set, how many route rules, the cache TTL and a fingerprint), or 503
+ * (whether an origin is set, how many route rules, the cache TTL), or 503
  * with the configuration's problems.
  */
 export async function health(c: Context<AppEnv>): Promise<Response> {
@@ -61,5 +42,5 @@ export async function health(c: Context<AppEnv>): Promise<Response> {
     }
     throw error;
   }
-  return c.json({ status: "ok", version: VERSION, config: await configSummary(config) });
+  return c.json({ status: "ok", version: VERSION, config: configSummary(config) });
 }
