@@ -1,5 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { withRequestContext } from "./app";
+import { withRequestContext } from "./request-context";
 import type { AppEnv } from "./env";
 import { KeygateError } from "./errors";
 import { auditRoutes } from "./routes/audit";

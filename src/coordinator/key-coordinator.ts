@@ -105,36 +105,62 @@ const ALARM_RETRY_MS = 5_000;
  * rotations whose time has come, rolls usage up into D1 and sends webhooks.
  */
 export class KeyCoordinator extends DurableObject<Bindings> {
-  readonly #consumerId: string | undefined;
-  readonly #usage: UsageLedger;
-  readonly #outbox: WebhookOutbox;
-  readonly #writer: KeyWriter;
+  readonly #name: string | undefined;
+  #owned: { usage: UsageLedger; outbox: WebhookOutbox; writer: KeyWriter } | undefined;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
-    this.#consumerId = ctx.id.name;
-    const sql = ctx.storage.sql;
-    this.#usage = new UsageLedger(sql);
-    this.#outbox = new WebhookOutbox(sql, () => this.env.DB, ALARM_RETRY_MS);
-    const host = {
-      env: () => this.env,
-      sql,
-      // unnamed, it finds no key: every key's consumerId is non-empty
-      consumerId: this.#consumerId ?? "",
-      scheduleAlarm: () => this.#scheduleAlarm(),
-    };
-    this.#writer = new KeyWriter(host, this.#usage, this.#outbox);
+    this.#name = ctx.id.name;
   }
 
-  /** The consumer this instance serves: the name it was reached by. */
-  #id(): string {
-    // an instance reached by id string or unique id serves nobody
-    if (!this.#consumerId) throw new Error("a KeyCoordinator is reached by idFromName only");
-    return this.#consumerId;
+  /**
+   * The parts it owns, made on first use. An instance reached by id string or a unique id
+   * would serve nobody: every call to it throws before it touches anything.
+   */
+  #parts() {
+    const name = this.#name;
+    if (!name) throw new Error("a KeyCoordinator is reached by idFromName only");
+    if (!this.#owned) {
+      const sql = this.ctx.storage.sql;
+      const usage = new UsageLedger(sql);
+      const outbox = new WebhookOutbox(sql, () => this.env.DB, ALARM_RETRY_MS);
+      const host = {
+        env: () => this.env,
+        sql,
+        consumerId: name,
+        scheduleAlarm: () => this.#scheduleAlarm(),
+      };
+      this.#owned = { usage, outbox, writer: new KeyWriter(host, usage, outbox) };
+    }
+    return this.#owned;
+  }
+
+  /** the consumer this instance serves: the name it was reached by */
+  get #consumerId(): string {
+    this.#parts();
+    return this.#name!;
+  }
+
+  /** the instance's own SQLite storage, once its parts (and their tables) exist */
+  get #sql(): SqlStorage {
+    this.#parts();
+    return this.ctx.storage.sql;
+  }
+
+  get #usage(): UsageLedger {
+    return this.#parts().usage;
+  }
+
+  get #outbox(): WebhookOutbox {
+    return this.#parts().outbox;
+  }
+
+  get #writer(): KeyWriter {
+    return this.#parts().writer;
   }
 
   #audited(audit: AuditContext, now: number, action: string, details: Record<string, unknown>) {
-    const consumerId = this.#id();
+    const consumerId = this.#consumerId;
     return newAuditEvent(
       audit,
       now,
@@ -146,8 +172,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
 
   /** Sets the alarm to the earliest work due (`retryAt`: a failed alarm step's next try). */
   async #scheduleAlarm(retryAt: number | null = null): Promise<void> {
-    if (!this.#consumerId) return;
-    const sql = this.ctx.storage.sql;
+    const sql = this.#sql;
     const candidates = [
       retryAt,
       nextProjectionAt(sql),
@@ -174,7 +199,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       const now = Date.now();
       const webhookSecret = input.webhookUrl !== null ? this.#outbox.newSecret(now) : null;
       const consumer: Consumer = {
-        id: this.#id(),
+        id: this.#consumerId,
         ...input,
         status: "active",
         createdAt: now,
@@ -209,7 +234,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     audit: AuditContext,
   ): Promise<Result<ConsumerWithSecret>> {
     return this.#writer.serial(async () => {
-      const current = await getConsumer(this.env.DB, this.#id());
+      const current = await getConsumer(this.env.DB, this.#consumerId);
       if (!current || current.status !== "active") return refuse("not_found", "no such consumer");
       const now = Date.now();
       const next: Consumer = { ...current, ...patch, updatedAt: now };
@@ -219,7 +244,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       const event = this.#audited(audit, now, "consumer.updated", { fields });
       // the edge reads limits from each key's KV record
       const limitsChanged = patch.rateLimit !== undefined || patch.monthlyQuota !== undefined;
-      const keyIds = limitsChanged ? await getConsumerKeyIds(this.env.DB, this.#id()) : [];
+      const keyIds = limitsChanged ? await getConsumerKeyIds(this.env.DB, this.#consumerId) : [];
       const webhookSecret =
         typeof patch.webhookUrl === "string" && !this.#outbox.hasSecret()
           ? this.#outbox.newSecret(now)
@@ -241,7 +266,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       for (const keyId of keyIds) {
         // the change is in D1: a key that cannot be read now is left to the alarm
         const state = await this.#writer.load(keyId).catch(() => undefined);
-        if (state === undefined) queueProjection(this.ctx.storage.sql, keyId, now);
+        if (state === undefined) queueProjection(this.#sql, keyId, now);
         else if (state?.key.status === "active") changes.push({ state });
       }
       await this.#writer.projectAll(changes, now);
@@ -254,17 +279,20 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   async deleteConsumer(audit: AuditContext): Promise<Result<{ revokedKeys: string[] }>> {
     return this.#writer.serial(async () => {
       const db = this.env.DB;
-      const current = await getConsumer(db, this.#id());
+      const current = await getConsumer(db, this.#consumerId);
       if (!current || current.status !== "active") {
         // a retry of a delete that landed although it failed: finish what it left queued
         if (current)
-          await this.#writer.projectQueued(await getConsumerKeyIds(db, this.#id()), Date.now());
+          await this.#writer.projectQueued(
+            await getConsumerKeyIds(db, this.#consumerId),
+            Date.now(),
+          );
         return refuse("not_found", "no such consumer");
       }
       const now = Date.now();
       const statements: D1PreparedStatement[] = [];
       const changed: { before: KeyState; after: KeyState; rotations: Rotation[] }[] = [];
-      for (const keyId of await getConsumerKeyIds(db, this.#id())) {
+      for (const keyId of await getConsumerKeyIds(db, this.#consumerId)) {
         const before = await this.#writer.load(keyId);
         if (!before) continue;
         const transition = revokeKey(before, "consumer deleted", now);
@@ -309,12 +337,12 @@ export class KeyCoordinator extends DurableObject<Bindings> {
 
   async createKey(input: KeyInput, audit: AuditContext): Promise<Result<IssuedKey>> {
     return this.#writer.serial(async () => {
-      const consumer = await getConsumer(this.env.DB, this.#id());
+      const consumer = await getConsumer(this.env.DB, this.#consumerId);
       if (!consumer || consumer.status !== "active") return refuse("not_found", "no such consumer");
       const now = Date.now();
       const keyId = newKeyId();
       const secret = generateSecret(configFor(this.env).keyPrefix, keyId);
-      const transition = createKey(this.#id(), keyId, secret, input, now);
+      const transition = createKey(this.#consumerId, keyId, secret, input, now);
       const [version] = transition.state.versions;
       await this.#writer.commit(null, transition, audit, now, version);
       return ok({ secret, state: transition.state, rotation: null });
@@ -361,7 +389,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     decide: (state: KeyState, now: number) => Transition,
   ): Promise<Result<Rotation>> {
     const rotation = await getRotation(this.env.DB, rotationId);
-    if (!rotation || rotation.consumerId !== this.#id())
+    if (!rotation || rotation.consumerId !== this.#consumerId)
       return refuse("not_found", "no such rotation");
     const result = await this.#writer.apply(rotation.keyId, audit, decide);
     if (!result.ok) return result;
@@ -432,8 +460,10 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   async recordUsage(reports: UsageReport[]): Promise<string[]> {
     const changed: string[] = [];
     for (const keyId of new Set(reports.map((r) => r.keyId))) {
+      // a key of another consumer (or none) is not this ledger's to count
       const state = await this.#writer.load(keyId);
-      const rotation = state?.rotation ?? null;
+      if (!state) continue;
+      const { rotation } = state;
       const ofKey = reports.filter((r) => r.keyId === keyId);
       this.#usage.record(ofKey, rotation);
       const first = rotation && ofKey.find((r) => r.version === rotation.toVersion);
@@ -500,7 +530,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
       this.#outbox.wake(now);
       await this.#scheduleAlarm();
     }
-    const delivery = await getDeliveryOfEvent(this.env.DB, this.#id(), eventId);
+    const delivery = await getDeliveryOfEvent(this.env.DB, this.#consumerId, eventId);
     return ok({ deliveryId: delivery?.id ?? null, enqueued });
   }
 
@@ -514,7 +544,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
     audit: AuditContext,
   ): Promise<Result<WebhookDelivery>> {
     const original = await getDelivery(this.env.DB, deliveryId);
-    if (!original || original.consumerId !== this.#id())
+    if (!original || original.consumerId !== this.#consumerId)
       return refuse("not_found", "no such webhook delivery");
     const consumer = await this.#writer.consumer();
     if (!consumer) return refuse("not_found", "no such consumer");
@@ -569,9 +599,8 @@ export class KeyCoordinator extends DurableObject<Bindings> {
    */
   override async alarm(): Promise<void> {
     const consumerId = this.#consumerId;
-    if (!consumerId) return;
     const now = Date.now();
-    const sql = this.ctx.storage.sql;
+    const sql = this.#sql;
     // each step runs even when another fails: a D1 outage must not hold back KV retries
     let failed = false;
     const step = async (name: string, work: () => Promise<void>) => {
@@ -644,7 +673,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
           try {
             const pending =
               orphan.keyId !== null &&
-              unconfirmedSecrets(this.ctx.storage.sql, { keyId: orphan.keyId }).some(
+              unconfirmedSecrets(this.#sql, { keyId: orphan.keyId }).some(
                 (u) => u.secretHash === orphan.hash,
               );
             if (await removeOrphan(this.env.DB, this.env.KEYS, orphan, pending)) {
