@@ -1,4 +1,6 @@
+import { env } from "cloudflare:workers";
 import { createApp } from "./app";
+import { configFor } from "./config";
 import type { Bindings } from "./env";
 import { scheduledMaintenance } from "./maintenance/run";
 import { signerOf } from "./tokens/token-signer";
@@ -9,6 +11,14 @@ export { TokenSigner } from "./tokens/token-signer";
 export { KeygateService } from "./rpc/keygate-service";
 
 const app = createApp();
+
+// The configuration is parsed while the isolate starts (on Cloudflare, often during the TLS
+// handshake) rather than by its first request. An invalid one is reported by each request.
+try {
+  configFor(env as Bindings);
+} catch {
+  // answered as 503 by every request, and listed by GET /_keygate/health
+}
 
 /** The Worker: the front door and the management API. */
 export default {
