@@ -9,7 +9,6 @@ import {
   type RotateInput,
 } from "../domain/key-builders";
 import type { KeyState, RateLimit, Rotation } from "../domain/key-state";
-import { upkeep, upkeepChanges } from "../domain/key-upkeep";
 import type { Limits } from "../domain/limits";
 import { ok, refuse, type Result } from "../domain/result";
 import {
@@ -48,9 +47,7 @@ import {
 import { WebhookOutbox } from "../webhooks/outbox";
 import { auditEventsFor, limitsOf, statementsFor, touchedVersions } from "./changes";
 import {
-  driftedVersions,
-  emptyOutcome,
-  removeOrphan,
+  maintainConsumer,
   type MaintenanceOutcome,
   type MaintenanceRequest,
 } from "./consumer-upkeep";
@@ -647,66 +644,8 @@ export class KeyCoordinator extends DurableObject<Bindings> {
    * after all or an issue of it waits here unconfirmed. A second call finds nothing to do.
    */
   async maintain(request: MaintenanceRequest, audit: AuditContext): Promise<MaintenanceOutcome> {
-    const outcome = emptyOutcome();
-    for (const keyId of request.keyIds) {
-      try {
-        this.#writer.forget(keyId);
-        const decided: { transition: Transition | null } = { transition: null };
-        const result = await this.#writer.apply(keyId, audit, (s, now) => {
-          decided.transition = upkeep(s, now);
-          return decided.transition;
-        });
-        if (!result.ok) continue;
-        if (decided.transition?.ok) {
-          const changes = upkeepChanges(keyId, decided.transition.events);
-          outcome.rotationsCompleted.push(...changes.rotationsCompleted);
-          outcome.versionsExpired.push(...changes.versionsExpired);
-        }
-        await this.#writer.serial(() => this.#fixRecords(keyId, outcome));
-      } catch (error) {
-        outcome.failures.push({ keyId, error: String(error) });
-      }
-    }
-    if (request.orphans.length > 0) {
-      await this.#writer.serial(async () => {
-        for (const orphan of request.orphans) {
-          try {
-            const pending =
-              orphan.keyId !== null &&
-              unconfirmedSecrets(this.#sql, { keyId: orphan.keyId }).some(
-                (u) => u.secretHash === orphan.hash,
-              );
-            if (await removeOrphan(this.env.DB, this.env.KEYS, orphan, pending)) {
-              const { keyId, version } = orphan;
-              outcome.recordsFixed.push({ keyId, version, drift: "orphan", queued: false });
-            }
-          } catch (error) {
-            outcome.failures.push({ keyId: orphan.keyId, error: String(error) });
-          }
-        }
-      });
-    }
+    const outcome = await maintainConsumer(this.#writer, this.#sql, this.env, request, audit);
     await this.#scheduleAlarm();
     return outcome;
-  }
-
-  /** Makes the key's KV records match their projection, noting each fix in `outcome`. */
-  async #fixRecords(keyId: string, outcome: MaintenanceOutcome): Promise<void> {
-    const state = await this.#writer.load(keyId);
-    if (!state) return;
-    const now = Date.now();
-    const limits = limitsOf(state, await this.#writer.consumer());
-    const drifted = await driftedVersions(this.env.KEYS, state, limits, now);
-    if (drifted.length === 0) return;
-    const failure = await this.#writer.project(
-      state,
-      now,
-      drifted.map((d) => d.version),
-    );
-    for (const { version, drift } of drifted) {
-      outcome.recordsFixed.push({ keyId, version, drift, queued: failure !== null });
-    }
-    // queued for the alarm, but still failing after its retries: an operator must hear
-    if (failure !== null) outcome.failures.push({ keyId, error: failure });
   }
 }
