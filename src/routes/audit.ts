@@ -5,7 +5,7 @@ import { listPage } from "./pages";
 import { jsonResponse, pageOf, PageQuery, problemResponses } from "./schemas";
 import { iso } from "./views";
 
-const AuditEventSchema = z
+export const AuditEventSchema = z
   .object({
     id: z.string(),
     at: z.string(),

@@ -20,7 +20,7 @@ const TokenRequestSchema = z
   })
   .openapi("TokenRequest");
 
-const TokenResponseSchema = z
+export const TokenResponseSchema = z
   .object({
     access_token: z.string(),
     token_type: z.literal("Bearer"),

@@ -20,7 +20,7 @@ const UsageQuery = z.strictObject({
   to: TimestampSchema.optional().openapi({ description: "end (exclusive); default: now" }),
 });
 
-const UsageSchema = z
+export const UsageSchema = z
   .object({
     keyId: z.string(),
     from: z.string(),

@@ -12,7 +12,7 @@ import { iso } from "./views";
 
 const DeliveryStatusSchema = z.enum(["pending", "delivered", "failed"]);
 
-const WebhookDeliverySchema = z
+export const WebhookDeliverySchema = z
   .object({
     id: z.string(),
     consumerId: z.string(),
@@ -121,6 +121,12 @@ const RotateSecretSchema = z
   })
   .openapi("WebhookSecretRotation");
 
+export const RotatedSecretSchema = z.object({
+  consumerId: z.string(),
+  webhookSecret: z.string().openapi({ description: "Shown once, never again." }),
+  previousSecretRetiresAt: z.string().nullable(),
+});
+
 const rotateSecret = createRoute({
   method: "post",
   path: "/consumers/{id}/webhook-secret/rotate",
@@ -128,14 +134,7 @@ const rotateSecret = createRoute({
   summary: "Replace the consumer's webhook signing secret; the new one is in this response only",
   request: { params: IdParam("id"), body: jsonBody(RotateSecretSchema, false) },
   responses: {
-    200: jsonResponse(
-      z.object({
-        consumerId: z.string(),
-        webhookSecret: z.string().openapi({ description: "Shown once, never again." }),
-        previousSecretRetiresAt: z.string().nullable(),
-      }),
-      "The new secret",
-    ),
+    200: jsonResponse(RotatedSecretSchema, "The new secret"),
     ...problemResponses,
   },
 });

@@ -9,7 +9,11 @@
  */
 import type { z } from "@hono/zod-openapi";
 import type * as Cli from "../../src/cli/api-types";
+import type { AuditEventSchema } from "../../src/routes/audit";
 import type { maintenanceReportView } from "../../src/routes/maintenance";
+import type { TokenResponseSchema } from "../../src/routes/token";
+import type { UsageSchema } from "../../src/routes/usage";
+import type { RotatedSecretSchema, WebhookDeliverySchema } from "../../src/routes/webhooks";
 import type {
   ConsumerSchema,
   IssuedKeySchema,
@@ -34,4 +38,9 @@ export type ApiTypesMatchTheSchemas = [
   Holds<Same<Cli.Key, z.output<typeof KeySchema>>>,
   Holds<Same<Cli.IssuedKey, z.output<typeof IssuedKeySchema>>>,
   Holds<Same<Cli.MaintenanceReport, ReturnType<typeof maintenanceReportView>>>,
+  Holds<Same<Cli.AuditEvent, z.output<typeof AuditEventSchema>>>,
+  Holds<Same<Cli.KeyUsage, z.output<typeof UsageSchema>>>,
+  Holds<Same<Cli.WebhookDelivery, z.output<typeof WebhookDeliverySchema>>>,
+  Holds<Same<Cli.RotatedWebhookSecret, z.output<typeof RotatedSecretSchema>>>,
+  Holds<Same<Cli.AccessToken, z.output<typeof TokenResponseSchema>>>,
 ];
