@@ -4,7 +4,13 @@ import { KeygateError, problemResponse, type ErrorCode, type ProblemOptions } fr
 import { canonicalPath, loosePath } from "../rules/canonical-path";
 import { authenticate, type Authentication } from "./authenticate";
 import { extractCredential, pathHoldsSecret, queryProblem } from "./credentials";
-import { deprecationHeaders, echoOrigin, upstreamRequest, type Identity } from "./proxy";
+import {
+  credentialHeader,
+  deprecationHeaders,
+  echoOrigin,
+  upstreamRequest,
+  type Identity,
+} from "./proxy";
 import { matchRule } from "../rules/route-rules";
 import { ASSERTION_HEADER } from "../origin/assertion-format.js";
 import { assertionFor } from "../tokens/assertion";
@@ -95,19 +101,25 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     const credential = extractCredential(request.headers);
     if (credential.kind === "none") return refuse("missing_credentials");
     if (credential.kind === "refused") return refuse(credential.code);
+    const now = Date.now();
     const auth = await authenticate(c.env, c.executionCtx, config, {
       credential: credential.value,
       scopes: rule?.scopes,
       strict: rule?.strict,
       clientIp: request.headers.get("cf-connecting-ip"),
-      now: Date.now(),
+      now,
     });
     if (!auth.ok) return refuse(auth.code, refusal(auth));
     identity = { record: auth.record };
+    const state = credentialHeader(auth.record, auth.deprecation !== null, now);
     // never changed in place: an unlimited key's admission headers are shared
-    extraHeaders = auth.deprecation
-      ? { ...auth.headers, ...deprecationHeaders(auth.deprecation) }
-      : auth.headers;
+    if (auth.deprecation !== null || state !== null) {
+      extraHeaders = { ...auth.headers };
+      if (auth.deprecation) Object.assign(extraHeaders, deprecationHeaders(auth.deprecation));
+      if (state !== null) extraHeaders["Keygate-Credential"] = state;
+    } else {
+      extraHeaders = auth.headers;
+    }
   }
   let response: Response;
   if (config.originUrl === null) {
@@ -151,7 +163,11 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
   const out = config.originUrl === null ? response : new Response(response.body, response);
   // only Keygate's own refusals say Keygate-Error: a client retries those with another secret
   // because the origin never saw them, so an origin's answer must never claim to be one
-  if (config.originUrl !== null) out.headers.delete("Keygate-Error");
+  // nor may it speak for the credential: only Keygate knows its state
+  if (config.originUrl !== null) {
+    out.headers.delete("Keygate-Error");
+    out.headers.delete("Keygate-Credential");
+  }
   for (const name in extraHeaders) out.headers.set(name, extraHeaders[name]!);
   out.headers.set("X-Request-Id", requestId);
   return out;

@@ -150,6 +150,38 @@ export function echoOrigin(path: string, method: string, identity: Identity | nu
   });
 }
 
+/** How far ahead of its expiry a version's responses say `state=expiring`. */
+const EXPIRING_WITHIN_MS = 7 * 86_400_000;
+
+/**
+ * The `Keygate-Credential` header (an RFC 9651 dictionary) for a response to a request made
+ * with `record`'s version, when that version has a deadline ahead: `state=grace` (superseded:
+ * switch now) or `state=expiring` (within 7 days), its version, and `sunset=@<unix seconds>`
+ * when it stops verifying (absent when nothing ends it yet). Unlike
+ * Deprecation/Sunset, which describe a URI, it describes the credential; client libraries
+ * read it. Null when the version has no deadline ahead.
+ */
+export function credentialHeader(
+  record: SecretRecord,
+  inGrace: boolean,
+  now: number,
+): string | null {
+  const { graceUntil, expiresAt } = record;
+  let state: "grace" | "expiring";
+  if (inGrace) state = "grace";
+  else if (expiresAt !== null && expiresAt - now <= EXPIRING_WITHIN_MS) state = "expiring";
+  else return null;
+  // the earlier of the two ends; a grace that starts on first use has none yet
+  const sunset =
+    graceUntil === null
+      ? expiresAt
+      : expiresAt === null
+        ? graceUntil
+        : Math.min(graceUntil, expiresAt);
+  const at = sunset === null ? "" : `, sunset=@${Math.floor(sunset / 1000)}`;
+  return `state=${state}, version=${record.version}${at}`;
+}
+
 /**
  * Deprecation (RFC 9745) and Sunset (RFC 8594) headers for a response to a request made with a
  * version in grace. `Sunset` is left out while a first-use grace has not started.

@@ -230,4 +230,13 @@ describe("Keygate-Error tells Keygate's refusals from the origin's answers", () 
     expect(res.status).toBe(401);
     expect(res.headers.get("Keygate-Error")).toBeNull();
   });
+
+  it("an origin cannot speak for the credential: its Keygate-Credential is dropped", async () => {
+    const { key } = await newKey([]);
+    origin.answer = () =>
+      new Response("ok", { headers: { "Keygate-Credential": "state=grace, version=9" } });
+    const res = await send("/x", { headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("Keygate-Credential")).toBeNull();
+  });
 });

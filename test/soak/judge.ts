@@ -65,8 +65,8 @@ export function graceHeaderProblem(secret: IssuedSecret, outcome: Outcome & { ok
 
 /**
  * What is wrong with `Keygate-Credential` (contract §3) on a 2xx of a version in grace, or
- * null. Reported as a note, not a failure: no part of src/ sets this header yet, so it would
- * fail every run on a feature not built rather than on anything the churn does.
+ * null. Reported as a note, not a failure, until the header's whole contract (`state=due`,
+ * POST /verify and the RPC) is built.
  */
 export function credentialHeaderProblem(secret: IssuedSecret, outcome: Outcome & { ok: true }) {
   if (!secret.inGrace) return null;
