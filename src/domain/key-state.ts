@@ -94,3 +94,8 @@ export function verifiesAt(version: KeyVersion, now: number): boolean {
 export function findVersion(state: KeyState, version: number): KeyVersion | undefined {
   return state.versions.find((v) => v.version === version);
 }
+
+/** The earlier of two instants, either of which may be absent (null: no end). */
+export function earliest(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null ? a : Math.min(a, b);
+}

@@ -4,13 +4,7 @@ import { KeygateError, problemResponse, type ErrorCode, type ProblemOptions } fr
 import { canonicalPath, loosePath } from "../rules/canonical-path";
 import { authenticate, type Authentication } from "./authenticate";
 import { extractCredential, pathHoldsSecret, queryProblem } from "./credentials";
-import {
-  credentialHeader,
-  deprecationHeaders,
-  echoOrigin,
-  upstreamRequest,
-  type Identity,
-} from "./proxy";
+import { echoOrigin, lifecycleHeaders, upstreamRequest, type Identity } from "./proxy";
 import { matchRule } from "../rules/route-rules";
 import { ASSERTION_HEADER } from "../origin/assertion-format.js";
 import { assertionFor } from "../tokens/assertion";
@@ -111,15 +105,9 @@ export async function frontDoor(c: Context<AppEnv>): Promise<Response> {
     });
     if (!auth.ok) return refuse(auth.code, refusal(auth));
     identity = { record: auth.record };
-    const state = credentialHeader(auth.record, auth.deprecation !== null, now);
+    const lifecycle = lifecycleHeaders(auth.record, auth.deprecation, now);
     // never changed in place: an unlimited key's admission headers are shared
-    if (auth.deprecation !== null || state !== null) {
-      extraHeaders = { ...auth.headers };
-      if (auth.deprecation) Object.assign(extraHeaders, deprecationHeaders(auth.deprecation));
-      if (state !== null) extraHeaders["Keygate-Credential"] = state;
-    } else {
-      extraHeaders = auth.headers;
-    }
+    extraHeaders = lifecycle === null ? auth.headers : { ...auth.headers, ...lifecycle };
   }
   let response: Response;
   if (config.originUrl === null) {

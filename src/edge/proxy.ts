@@ -1,3 +1,4 @@
+import { earliest } from "../domain/key-state";
 import type { SecretRecord } from "../domain/secret-record";
 
 /**
@@ -154,46 +155,32 @@ export function echoOrigin(path: string, method: string, identity: Identity | nu
 const EXPIRING_WITHIN_MS = 7 * 86_400_000;
 
 /**
- * The `Keygate-Credential` header (an RFC 9651 dictionary) for a response to a request made
- * with `record`'s version, when that version has a deadline ahead: `state=grace` (superseded:
- * switch now) or `state=expiring` (within 7 days), its version, and `sunset=@<unix seconds>`
- * when it stops verifying (absent when nothing ends it yet). Unlike
- * Deprecation/Sunset, which describe a URI, it describes the credential; client libraries
- * read it. Null when the version has no deadline ahead.
+ * The headers that tell a client its secret has a deadline ahead, or null when it has none
+ * (the usual answer, decided by one comparison).
+ * - In grace: `Deprecation: @<rotation start>` (RFC 9745), and `Sunset: <graceUntil>`
+ *   (RFC 8594) once the grace clock runs (a first-use grace may not have started).
+ * - In grace or within 7 days of `expiresAt`: `Keygate-Credential`, an RFC 9651 dictionary
+ *   (`state=grace|expiring, version=N, sunset=@<unix seconds>`; `sunset` is when the secret
+ *   stops verifying, absent when nothing ends it yet). Deprecation and Sunset describe a URI;
+ *   this header describes the credential, and it is what client libraries read.
  */
-export function credentialHeader(
+export function lifecycleHeaders(
   record: SecretRecord,
-  inGrace: boolean,
+  deprecation: { rotatedAt: number | null; graceUntil: number | null } | null,
   now: number,
-): string | null {
-  const { graceUntil, expiresAt } = record;
-  let state: "grace" | "expiring";
-  if (inGrace) state = "grace";
-  else if (expiresAt !== null && expiresAt - now <= EXPIRING_WITHIN_MS) state = "expiring";
-  else return null;
-  // the earlier of the two ends; a grace that starts on first use has none yet
-  const sunset =
-    graceUntil === null
-      ? expiresAt
-      : expiresAt === null
-        ? graceUntil
-        : Math.min(graceUntil, expiresAt);
-  const at = sunset === null ? "" : `, sunset=@${Math.floor(sunset / 1000)}`;
-  return `state=${state}, version=${record.version}${at}`;
-}
-
-/**
- * Deprecation (RFC 9745) and Sunset (RFC 8594) headers for a response to a request made with a
- * version in grace. `Sunset` is left out while a first-use grace has not started.
- */
-export function deprecationHeaders(deprecation: {
-  rotatedAt: number | null;
-  graceUntil: number | null;
-}): Record<string, string> {
+): Record<string, string> | null {
+  const { expiresAt } = record;
+  if (deprecation === null && (expiresAt === null || expiresAt - now > EXPIRING_WITHIN_MS))
+    return null;
   const headers: Record<string, string> = {};
-  const since = deprecation.rotatedAt ?? Date.now();
-  headers["Deprecation"] = `@${Math.floor(since / 1000)}`;
-  if (deprecation.graceUntil !== null)
-    headers["Sunset"] = new Date(deprecation.graceUntil).toUTCString();
+  if (deprecation !== null) {
+    headers["Deprecation"] = `@${Math.floor((deprecation.rotatedAt ?? now) / 1000)}`;
+    if (deprecation.graceUntil !== null)
+      headers["Sunset"] = new Date(deprecation.graceUntil).toUTCString();
+  }
+  const sunset = earliest(record.graceUntil, expiresAt);
+  headers["Keygate-Credential"] =
+    `state=${deprecation !== null ? "grace" : "expiring"}, version=${record.version}` +
+    (sunset === null ? "" : `, sunset=@${Math.floor(sunset / 1000)}`);
   return headers;
 }

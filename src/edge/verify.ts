@@ -5,6 +5,7 @@ import { parseSecret } from "../keys/key-format";
 import { hashSecret } from "../keys/hash";
 import { intersectScopes } from "../keys/scopes";
 import { readSecretRecord } from "../store/kv-index";
+import { earliest } from "../domain/key-state";
 import { tombstoneRecord, type SecretRecord } from "../domain/secret-record";
 import { blockedUntil, isKnownSecret, recordFailure, rememberKey } from "./ip-guard";
 import { cacheRecord, cachedRecord } from "./record-cache";
@@ -153,8 +154,4 @@ async function checkTokenWithCoordinator(
     },
     deprecation: fresh.deprecation,
   };
-}
-
-function earliest(a: number | null, b: number | null): number | null {
-  return a === null ? b : b === null ? a : Math.min(a, b);
 }
