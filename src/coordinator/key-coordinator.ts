@@ -27,7 +27,7 @@ import type { Bindings } from "../env";
 import { generateSecret, newKeyId } from "../keys/key-format";
 import { newId } from "../keys/random";
 import { logError } from "../log";
-import { insertAudit, newAuditEvent, type AuditContext } from "../store/audit";
+import { insertAudit, newAuditEvent, type AuditContext, type AuditEvent } from "../store/audit";
 import { getConsumer, upsertConsumer, type Consumer } from "../store/consumers";
 import { getConsumerKeyIds, getRotation, openRotationsOfConsumer } from "../store/keys";
 import type { HourlyUsage } from "../store/usage";
@@ -55,9 +55,6 @@ import { KeyWriter, SYSTEM } from "./key-writer";
 import { nextUnconfirmedAt, unconfirmedSecrets } from "./unconfirmed-secrets";
 import { UsageLedger, type Lease, type RotationUsage } from "./usage-ledger";
 import { dueProjections, nextProjectionAt, queueProjection, type UsageReport } from "./usage-store";
-
-export type { KeyInput, KeyPatch, RotateInput } from "../domain/key-builders";
-export type { Lease, RotationUsage } from "./usage-ledger";
 
 export interface ConsumerInput {
   name: string;
@@ -103,7 +100,15 @@ const ALARM_RETRY_MS = 5_000;
  */
 export class KeyCoordinator extends DurableObject<Bindings> {
   readonly #name: string | undefined;
-  #owned: { usage: UsageLedger; outbox: WebhookOutbox; writer: KeyWriter } | undefined;
+  #owned:
+    | {
+        consumerId: string;
+        sql: SqlStorage;
+        usage: UsageLedger;
+        outbox: WebhookOutbox;
+        writer: KeyWriter;
+      }
+    | undefined;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -127,21 +132,20 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         consumerId: name,
         scheduleAlarm: () => this.#scheduleAlarm(),
       };
-      this.#owned = { usage, outbox, writer: new KeyWriter(host, usage, outbox) };
+      const writer = new KeyWriter(host, usage, outbox);
+      this.#owned = { consumerId: name, sql, usage, outbox, writer };
     }
     return this.#owned;
   }
 
   /** the consumer this instance serves: the name it was reached by */
   get #consumerId(): string {
-    this.#parts();
-    return this.#name!;
+    return this.#parts().consumerId;
   }
 
   /** the instance's own SQLite storage, once its parts (and their tables) exist */
   get #sql(): SqlStorage {
-    this.#parts();
-    return this.ctx.storage.sql;
+    return this.#parts().sql;
   }
 
   get #usage(): UsageLedger {
@@ -188,6 +192,33 @@ export class KeyCoordinator extends DurableObject<Bindings> {
   // ---- consumers
 
   /**
+   * Writes the consumer and its audit row (`keyIds`: keys whose KV records follow from it). A
+   * webhook secret generated for this change is forgotten when the write fails: the caller
+   * never saw it, so a retry generates and shows a new one, and a consumer that landed all
+   * the same gets one by rotation (POST /consumers/:id/webhook-secret/rotate).
+   */
+  async #saveConsumer(
+    consumer: Consumer,
+    event: AuditEvent,
+    keyIds: string[],
+    webhookSecret: string | null,
+    now: number,
+  ): Promise<void> {
+    try {
+      await this.#writer.write(
+        [upsertConsumer(this.env.DB, consumer), insertAudit(this.env.DB, event)],
+        event.id,
+        keyIds,
+        now,
+      );
+    } catch (error) {
+      if (webhookSecret !== null) this.#outbox.clearSecrets();
+      throw error;
+    }
+    this.#writer.setConsumer(consumer);
+  }
+
+  /**
    * Creates the consumer. With a webhookUrl, its webhook signing secret is generated and kept
    * here before the D1 write (so a consumer that exists always has one), and answered once.
    */
@@ -204,20 +235,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         deletedAt: null,
       };
       const event = this.#audited(audit, now, "consumer.created", { name: input.name });
-      try {
-        await this.#writer.write(
-          [upsertConsumer(this.env.DB, consumer), insertAudit(this.env.DB, event)],
-          event.id,
-          [],
-          now,
-        );
-      } catch (error) {
-        // the caller never saw the secret: a consumer that landed all the same gets one by
-        // rotation (POST /consumers/:id/webhook-secret/rotate)
-        if (webhookSecret !== null) this.#outbox.clearSecrets();
-        throw error;
-      }
-      this.#writer.setConsumer(consumer);
+      await this.#saveConsumer(consumer, event, [], webhookSecret, now);
       return { consumer, webhookSecret };
     });
   }
@@ -246,19 +264,7 @@ export class KeyCoordinator extends DurableObject<Bindings> {
         typeof patch.webhookUrl === "string" && !this.#outbox.hasSecret()
           ? this.#outbox.newSecret(now)
           : null;
-      try {
-        await this.#writer.write(
-          [upsertConsumer(this.env.DB, next), insertAudit(this.env.DB, event)],
-          event.id,
-          keyIds,
-          now,
-        );
-      } catch (error) {
-        // the caller never saw the secret: its retry generates and shows a new one
-        if (webhookSecret !== null) this.#outbox.clearSecrets();
-        throw error;
-      }
-      this.#writer.setConsumer(next);
+      await this.#saveConsumer(next, event, keyIds, webhookSecret, now);
       const changes: { state: KeyState }[] = [];
       for (const keyId of keyIds) {
         // the change is in D1: a key that cannot be read now is left to the alarm

@@ -22,7 +22,6 @@ export interface VersionUsage {
 const HOUR = 3_600_000;
 
 export function createUsageTables(sql: SqlStorage): void {
-  sql.exec(`CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, version INTEGER NOT NULL, requests INTEGER NOT NULL,
     last_used_at INTEGER, PRIMARY KEY (key_id, version))`);

@@ -1,5 +1,5 @@
 import { coordinatorOf } from "../coordinator/client";
-import type { Lease } from "../coordinator/key-coordinator";
+import type { Lease } from "../coordinator/usage-ledger";
 import { leaseSize, monthWindow, rateWindow, type Limits } from "../domain/limits";
 import type { Bindings } from "../env";
 import type { SecretRecord } from "../domain/secret-record";

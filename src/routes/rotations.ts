@@ -3,7 +3,7 @@ import { managementRouter } from "./router";
 import type { KeyState, Rotation } from "../domain/key-state";
 import type { Context } from "hono";
 import type { CoordinatorApi } from "../coordinator/client";
-import type { RotationUsage } from "../coordinator/key-coordinator";
+import type { RotationUsage } from "../coordinator/usage-ledger";
 import type { Result } from "../domain/result";
 import { settle } from "../domain/rotation-machine";
 import type { AppEnv } from "../env";

@@ -1,5 +1,5 @@
 import { versionStatus, type KeyState, type KeyVersion, type Rotation } from "../domain/key-state";
-import type { RotationUsage } from "../coordinator/key-coordinator";
+import type { RotationUsage } from "../coordinator/usage-ledger";
 import type { Consumer } from "../store/consumers";
 
 /** JSON views of domain values: ISO-8601 times, never a secret or a secret hash. */
