@@ -32,7 +32,7 @@ export function configSummary(config: Config): ConfigSummary {
  * (whether an origin is set, how many route rules, the cache TTL), or 503
  * with the configuration's problems.
  */
-export async function health(c: Context<AppEnv>): Promise<Response> {
+export function health(c: Context<AppEnv>): Response {
   let config: Config;
   try {
     config = configFor(c.env);
